@@ -1,0 +1,14 @@
+"""The only code that talks to AWS.
+
+Everything above this package builds plain request dicts in DynamoDB's wire format and hands
+them to a :class:`Transport` as ``transport.call(service, operation, params)``; everything
+that comes back is a plain response dict, and every failure is a streamodel error (see
+:mod:`streamodel.transport.errors`). Retries wrap any transport
+(:class:`RetryingTransport`), so fakes used in tests go through the same retry path.
+"""
+
+from streamodel.transport.base import Service, Transport
+from streamodel.transport.botocore import BotocoreTransport
+from streamodel.transport.retry import RetryingTransport, RetryPolicy
+
+__all__ = ["BotocoreTransport", "RetryPolicy", "RetryingTransport", "Service", "Transport"]

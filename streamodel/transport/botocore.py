@@ -1,0 +1,86 @@
+"""The transport over boto3 clients: botocore serializes, signs, sends and parses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from botocore import xform_name
+
+from streamodel.exceptions import ServerError, StreamodelError
+from streamodel.transport.base import Service
+from streamodel.transport.errors import error_from_response
+
+_CONNECTION_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.HTTPClientError,
+)
+
+
+def client_config() -> botocore.config.Config:
+    """Config for the clients streamodel creates: botocore retries off, tenacity retries on.
+
+    botocore's default "legacy" mode does not retry ``LimitExceededException``; rather than
+    stacking its retries under ours, streamodel makes exactly one attempt per botocore call.
+    """
+    return botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+def default_client(service: Service, endpoint_url: str | None = None) -> Any:
+    """A boto3 client from the default session and environment (region, credentials, endpoint)."""
+    return boto3.client(service, endpoint_url=endpoint_url, config=client_config())  # type: ignore[call-overload]
+
+
+class BotocoreTransport:
+    """Sends each call once through a boto3 client and translates its errors.
+
+    Retries are added around it by :class:`streamodel.transport.retry.RetryingTransport`.
+    """
+
+    def __init__(
+        self,
+        dynamodb: Any = None,
+        dynamodbstreams: Any = None,
+        *,
+        endpoint_url: str | None = None,
+    ) -> None:
+        self._endpoint_url = endpoint_url
+        self._clients: dict[Service, Any] = {}
+        if dynamodb is not None:
+            self._clients["dynamodb"] = dynamodb
+        if dynamodbstreams is not None:
+            self._clients["dynamodbstreams"] = dynamodbstreams
+
+    def client(self, service: Service) -> Any:
+        """The boto3 client for ``service``, created on first use."""
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = default_client(service, self._endpoint_url)
+        return client
+
+    def call(self, service: Service, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        method = getattr(self.client(service), xform_name(operation))
+        try:
+            response: dict[str, Any] = method(**params)
+        except botocore.exceptions.ClientError as error:
+            raise _translate(operation, error) from error
+        except _CONNECTION_ERRORS as error:
+            raise ServerError(
+                f"{operation}: connection failed: {error}", operation=operation, code="Connection"
+            ) from error
+        response.pop("ResponseMetadata", None)
+        return response
+
+
+def _translate(operation: str, error: botocore.exceptions.ClientError) -> StreamodelError:
+    response: dict[str, Any] = dict(error.response)  # type: ignore[arg-type]
+    details = response.get("Error", {})
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+    return error_from_response(
+        operation, status, str(details.get("Code", "")), str(details.get("Message", "")), response
+    )
