@@ -1,0 +1,59 @@
+# Developer and CI entry points. Needs only python3 (3.11+), npm and Java 17+ on the machine:
+# everything else goes into .venv, and DynamoDB Local into ~/.cache/streamodel (or
+# $STREAMODEL_DYNAMODB_LOCAL_DIR).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamp makes `make test` / `make demo` reinstall only when pyproject.toml changed.
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test lint demo bench clean
+
+help:
+	@echo "make install      create .venv, install streamodel[dev], fetch DynamoDB Local"
+	@echo "make test         unit + integration tests (starts DynamoDB Local itself)"
+	@echo "make lint         ruff check, ruff format --check, mypy --strict"
+	@echo "make demo         run examples/demo.py"
+	@echo "make bench        run the benchmarks in tests/benchmarks"
+	@echo "make clean        remove .venv and caches"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	if [ ! -x $(BIN)/python ]; then \
+		$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+			|| { echo "streamodel needs Python 3.11+; run make PYTHON=python3.11" >&2; exit 1; }; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/streamodel local install
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+bench: $(STAMP)
+	if find tests/benchmarks -name 'test_*.py' -o -name '*_test.py' 2>/dev/null | grep -q .; then \
+		$(BIN)/python -m pytest tests/benchmarks -q -s; \
+	elif [ -f tests/benchmarks/run.py ]; then \
+		$(BIN)/python tests/benchmarks/run.py; \
+	else \
+		echo "no benchmarks in tests/benchmarks" >&2; exit 1; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

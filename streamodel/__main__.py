@@ -1,0 +1,5 @@
+"""``python -m streamodel``: the same command as the ``streamodel`` console script."""
+
+from streamodel.cli import main
+
+raise SystemExit(main())
