@@ -1,0 +1,230 @@
+"""Per-object snapshots and the writes they imply.
+
+Each object remembers what it knows to be stored: ``obj._sm_snapshot`` maps DynamoDB names to
+wire values (``None`` for "known to be absent") for the columns it has seen, or is ``None``
+when the object is not known to be stored at all. A save compares the current values with
+that snapshot and writes only the difference; the snapshot is refreshed only after DynamoDB
+accepted the write. All of this is per instance: there is no global tracking state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamodel.conditions import Comparison, Condition, Exists, NotExists, Value, all_of
+from streamodel.exceptions import ValidationError
+from streamodel.models import BaseModel
+from streamodel.schema import check_values
+from streamodel.types import Wire, wire_size
+
+MAX_ITEM_BYTES = 400 * 1024
+
+
+def meta_of(obj: BaseModel | type[BaseModel]) -> Any:
+    model = obj if isinstance(obj, type) else type(obj)
+    return model.Meta
+
+
+def key_of(obj: BaseModel) -> dict[str, Wire]:
+    """The object's key as wire values; a clear error when a key column is unset or bad."""
+    meta = meta_of(obj)
+    values = {c.name: obj._sm_values.get(c.name) for c in meta.keys}
+    missing = {name: ["Missing key value."] for name, value in values.items() if value is None}
+    if missing:
+        raise ValidationError(missing, data=values)
+    checked = check_values(type(obj), values)
+    key: dict[str, Wire] = {}
+    errors: dict[str, list[str]] = {}
+    for column in meta.keys:
+        wire = column.type.dynamo_dump(checked[column.name])
+        if wire is None or wire.get("S") == "" or wire.get("B") == b"":
+            errors[column.name] = ["Key values cannot be empty."]
+        else:
+            key[column.dynamo_name] = wire
+    if errors:
+        raise ValidationError(errors, data=values)
+    return key
+
+
+def is_stored(obj: BaseModel) -> bool:
+    """Whether the object is known to be stored under its current key."""
+    snapshot = obj._sm_snapshot
+    if snapshot is None:
+        return False
+    meta = meta_of(obj)
+    for column in meta.keys:
+        value = obj._sm_values.get(column.name)
+        wire = column.type.dynamo_dump(value) if value is not None else None
+        if wire != snapshot.get(column.dynamo_name):
+            return False
+    return True
+
+
+@dataclass
+class SavePlan:
+    """Everything one save of one object writes, computed before anything is sent."""
+
+    obj: BaseModel
+    key: dict[str, Wire]
+    sets: list[tuple[Any, Wire]] = field(default_factory=list)  # (column, wire)
+    removes: list[Any] = field(default_factory=list)  # columns
+    diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    checked: dict[str, Any] = field(default_factory=dict)
+    new_version: int | None = None
+    version_condition: Condition | None = None
+    condition: Condition | None = None
+
+    @property
+    def writes_nothing(self) -> bool:
+        return not self.sets and not self.removes
+
+
+def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> SavePlan:
+    """The minimal write for ``obj``: changed columns SET, cleared ones REMOVEd."""
+    meta = meta_of(obj)
+    key = key_of(obj)
+    stored = is_stored(obj)
+    snapshot = obj._sm_snapshot if stored else None
+    touched = obj._sm_touched
+    values = obj._sm_values
+    key_names = {c.name for c in meta.keys}
+    version = meta.version
+
+    candidates = {
+        c.name: values.get(c.name)
+        for c in meta.columns
+        if c.name not in key_names
+        and c is not version
+        and (c.name in touched or (snapshot is not None and c.dynamo_name in snapshot))
+    }
+    checked = check_values(type(obj), candidates)
+    plan = SavePlan(obj=obj, key=key, checked=checked)
+    item: dict[str, Wire] = dict(key)
+    for column in meta.columns:
+        name = column.name
+        if name not in checked:
+            if snapshot is not None and snapshot.get(column.dynamo_name) is not None:
+                item[column.dynamo_name] = snapshot[column.dynamo_name]  # type: ignore[assignment]
+            continue
+        wire = column.type.dynamo_dump(checked[name])
+        known = snapshot is not None and column.dynamo_name in snapshot
+        old_wire = snapshot.get(column.dynamo_name) if snapshot is not None else None
+        if wire is not None:
+            item[column.dynamo_name] = wire
+        if known and wire == old_wire:
+            continue
+        if wire is None:
+            if known and old_wire is None:
+                continue
+            plan.removes.append(column)
+        else:
+            plan.sets.append((column, wire))
+        plan.diff[name] = (column.type.dynamo_load(old_wire), checked[name])
+
+    if version is not None:
+        current = values.get(version.name)
+        if current is not None:
+            current = check_values(type(obj), {version.name: current})[version.name]
+        plan.new_version = (current or 0) + 1
+        wire = version.type.dynamo_dump(plan.new_version)
+        assert wire is not None
+        plan.sets.append((version, wire))
+        item[version.dynamo_name] = wire
+        plan.diff[version.name] = (current, plan.new_version)
+        plan.version_condition = (
+            NotExists(version)
+            if current is None
+            else Comparison("=", version, Value(version.type.dynamo_dump(current) or {}))
+        )
+
+    size = wire_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise ValidationError(
+            {"_item": [f"Item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES} bytes."]}
+        )
+    plan.condition = all_of(
+        condition, plan.version_condition, atomic_condition(obj) if atomic else None
+    )
+    return plan
+
+
+def atomic_condition(obj: BaseModel) -> Condition:
+    """Stored item equals what the object last saw: every known column unchanged.
+
+    For an object not known to be stored, the item must not exist.
+    """
+    meta = meta_of(obj)
+    if not is_stored(obj):
+        return NotExists(meta.hash_key)
+    snapshot = obj._sm_snapshot or {}
+    key_names = {c.dynamo_name for c in meta.keys}
+    conditions: list[Condition | None] = []
+    for column in meta.columns:
+        name = column.dynamo_name
+        if name in key_names or name not in snapshot:
+            continue
+        wire = snapshot[name]
+        conditions.append(
+            NotExists(column) if wire is None else Comparison("=", column, Value(wire))
+        )
+    # A stored object with only its key known: the item must still exist.
+    combined = all_of(*conditions)
+    return combined if combined is not None else Exists(meta.hash_key)
+
+
+def delete_condition(
+    obj: BaseModel, *, condition: Condition | None, atomic: bool
+) -> Condition | None:
+    """User condition AND the version check AND (with ``atomic``) the snapshot check."""
+    meta = meta_of(obj)
+    version = meta.version
+    version_condition: Condition | None = None
+    if version is not None:
+        current = obj._sm_values.get(version.name)
+        version_condition = (
+            NotExists(version)
+            if current is None
+            else Comparison("=", version, Value(version.type.dynamo_dump(current) or {}))
+        )
+    return all_of(condition, version_condition, atomic_condition(obj) if atomic else None)
+
+
+def mark_saved(plan: SavePlan) -> None:
+    """After a successful save: the object holds the checked values, and knows them stored."""
+    obj = plan.obj
+    meta = meta_of(obj)
+    snapshot = dict(obj._sm_snapshot or {}) if is_stored(obj) else {}
+    snapshot.update(plan.key)
+    for name, value in plan.checked.items():
+        obj._sm_values[name] = value
+        column = meta.columns_by_name[name]
+        snapshot[column.dynamo_name] = column.type.dynamo_dump(value)
+    if plan.new_version is not None:
+        version = meta.version
+        obj._sm_values[version.name] = plan.new_version
+        snapshot[version.dynamo_name] = version.type.dynamo_dump(plan.new_version)
+    obj._sm_snapshot = snapshot
+    obj._sm_touched = set()
+
+
+def mark_deleted(obj: BaseModel) -> None:
+    """After a delete the object is new again: a later save writes every value it holds."""
+    meta = meta_of(obj)
+    obj._sm_snapshot = None
+    obj._sm_touched = {c.name for c in meta.columns if obj._sm_values.get(c.name) is not None}
+
+
+def fill(obj: BaseModel, item: Mapping[str, Wire], columns: list[Any] | None = None) -> None:
+    """Set ``obj`` from a stored item; ``columns`` are those the read returned (all if None)."""
+    meta = meta_of(obj)
+    known = meta.columns if columns is None else columns
+    snapshot: dict[str, Wire | None] = {}
+    values = obj._sm_values
+    for column in known:
+        wire = item.get(column.dynamo_name)
+        values[column.name] = column.type.dynamo_load(wire)
+        snapshot[column.dynamo_name] = wire
+    obj._sm_snapshot = snapshot
+    obj._sm_touched = set()

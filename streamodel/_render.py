@@ -1,0 +1,79 @@
+"""The one place that writes DynamoDB expression syntax.
+
+Every attribute name goes through a ``#n`` placeholder and every value through a ``:v``
+placeholder, so names that are reserved words or contain ``.``, ``-``, ``#``, ``:``, spaces
+or non-ASCII characters just work. Placeholders are numbered in rendering order (so requests
+are deterministic), names are de-duplicated, and only what is rendered is declared: DynamoDB
+rejects unused placeholders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from streamodel.types import Wire
+
+if TYPE_CHECKING:
+    from streamodel.conditions import Condition
+
+
+class Renderer:
+    """Collects placeholders for the expressions of one request."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+        self._values: dict[str, Wire] = {}
+
+    def name(self, attribute: str) -> str:
+        placeholder = self._names.get(attribute)
+        if placeholder is None:
+            placeholder = self._names[attribute] = f"#n{len(self._names)}"
+        return placeholder
+
+    def path(self, attribute: str, segments: Sequence[str | int] = ()) -> str:
+        text = self.name(attribute)
+        for segment in segments:
+            text += f"[{segment}]" if isinstance(segment, int) else "." + self.name(segment)
+        return text
+
+    def value(self, wire: Wire) -> str:
+        placeholder = f":v{len(self._values)}"
+        self._values[placeholder] = wire
+        return placeholder
+
+    def condition(self, condition: Condition) -> str:
+        return condition.render(self)
+
+    def projection(self, attributes: Sequence[str]) -> str:
+        return ", ".join(self.name(a) for a in attributes)
+
+    def params(self) -> dict[str, Any]:
+        """``ExpressionAttributeNames``/``Values`` for what was rendered (omitted when empty)."""
+        out: dict[str, Any] = {}
+        if self._names:
+            out["ExpressionAttributeNames"] = {p: n for n, p in self._names.items()}
+        if self._values:
+            out["ExpressionAttributeValues"] = dict(self._values)
+        return out
+
+
+def update_expression(
+    r: Renderer,
+    *,
+    set_: Sequence[tuple[str, str]] = (),
+    remove: Sequence[str] = (),
+    add: Sequence[tuple[str, str]] = (),
+    delete: Sequence[tuple[str, str]] = (),
+) -> str | None:
+    """An ``UpdateExpression`` from rendered ``(path, value)`` pairs; ``None`` when empty."""
+    clauses = []
+    if set_:
+        clauses.append("SET " + ", ".join(f"{p}={v}" for p, v in set_))
+    if remove:
+        clauses.append("REMOVE " + ", ".join(remove))
+    if add:
+        clauses.append("ADD " + ", ".join(f"{p} {v}" for p, v in add))
+    if delete:
+        clauses.append("DELETE " + ", ".join(f"{p} {v}" for p, v in delete))
+    return " ".join(clauses) or None

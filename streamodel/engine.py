@@ -1,0 +1,393 @@
+"""The Engine: binds models to tables and saves, loads, deletes, queries and scans them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import tenacity
+
+from streamodel import signals
+from streamodel._diff import (
+    SavePlan,
+    delete_condition,
+    fill,
+    key_of,
+    mark_deleted,
+    mark_saved,
+    meta_of,
+    plan_save,
+)
+from streamodel._render import Renderer, update_expression
+from streamodel.columns import Index
+from streamodel.conditions import Condition
+from streamodel.exceptions import (
+    ConditionFailedError,
+    InvalidModelError,
+    MissingObjectsError,
+    ResourceNotFoundError,
+    StaleVersionError,
+    StreamodelError,
+)
+from streamodel.models import BaseModel
+from streamodel.search import Search
+from streamodel.tables import check_table, create_table_request, wait_for_active
+from streamodel.transport import BotocoreTransport, RetryingTransport, RetryPolicy, Transport
+from streamodel.types import Wire
+
+if TYPE_CHECKING:
+    from streamodel.stream import Stream
+    from streamodel.transactions import ReadTransaction, WriteTransaction
+
+__all__ = ["Engine"]
+
+BATCH_GET_LIMIT = 100
+
+
+class Engine:
+    """Reads and writes model objects.
+
+    ``Engine()`` uses boto3's default session and environment (``AWS_ENDPOINT_URL_DYNAMODB``
+    and ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` point it at a local server); ``dynamodb`` and
+    ``dynamodbstreams`` take ready boto3 clients; ``transport`` takes any
+    :class:`~streamodel.transport.Transport` (it is wrapped with ``retry``).
+    ``table_name_template`` is a format string with ``{table_name}``, or a callable taking
+    the model and returning the name, so that one code base can serve several stages.
+    """
+
+    def __init__(
+        self,
+        dynamodb: Any = None,
+        dynamodbstreams: Any = None,
+        *,
+        endpoint_url: str | None = None,
+        table_name_template: str | Callable[[type[BaseModel]], str] = "{table_name}",
+        transport: Transport | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if isinstance(table_name_template, str) and "{table_name}" not in table_name_template:
+            raise ValueError("Engine(table_name_template=...) must contain '{table_name}'")
+        if transport is None:
+            transport = BotocoreTransport(dynamodb, dynamodbstreams, endpoint_url=endpoint_url)
+        self.transport: Transport = RetryingTransport(transport, retry)
+        self.table_name_template = table_name_template
+        # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
+        self._tables: dict[type[BaseModel], dict[str, Any]] = {}
+
+    # -- tables -----------------------------------------------------------------------
+    def table_name(self, model: type[BaseModel]) -> str:
+        """The table name this engine uses for ``model``."""
+        template = self.table_name_template
+        base = meta_of(model).table_name
+        return template(model) if callable(template) else template.format(table_name=base)
+
+    def bind(
+        self, model: type[BaseModel] | None = None, *, base: type[BaseModel] | None = None
+    ) -> None:
+        """Create missing tables, wait until ACTIVE, and check existing ones against the models.
+
+        ``bind(Model)`` binds one model; ``bind(base=Base)`` every concrete subclass of
+        ``Base``. A missing stream or TTL setting is enabled; a real difference in keys or
+        indexes raises :class:`TableMismatchError`.
+        """
+        if (model is None) == (base is None):
+            raise ValueError("bind() takes a model or base=, not both or neither")
+        root = model if model is not None else base
+        assert root is not None
+        if not (isinstance(root, type) and issubclass(root, BaseModel)):
+            raise InvalidModelError(f"bind() takes model classes, got {root!r}")
+        models = [m for m in _subclasses(root) if not meta_of(m).abstract]
+        if model is not None and meta_of(model).abstract:
+            raise InvalidModelError(f"{model.__name__} is abstract and has no table")
+        for m in models:
+            self._bind_one(m)
+
+    def _bind_one(self, model: type[BaseModel]) -> None:
+        meta = meta_of(model)
+        name = self.table_name(model)
+        expected = create_table_request(meta, name)
+        try:
+            table = self.transport.call("dynamodb", "DescribeTable", {"TableName": name})["Table"]
+        except ResourceNotFoundError:
+            try:
+                self.transport.call("dynamodb", "CreateTable", expected)
+            except StreamodelError as error:
+                # Another process may have created it meanwhile; anything else is real.
+                if "ResourceInUse" not in getattr(error, "code", ""):
+                    raise
+        table = wait_for_active(self.transport, name)
+        check_table(meta, expected, table)
+        stream = table.get("StreamSpecification") or {}
+        if meta.stream_view_type is not None and not stream.get("StreamEnabled"):
+            self.transport.call(
+                "dynamodb",
+                "UpdateTable",
+                {"TableName": name, "StreamSpecification": expected["StreamSpecification"]},
+            )
+            table = wait_for_active(self.transport, name)
+        if meta.ttl is not None:
+            self._enable_ttl(name, meta.ttl["column"].dynamo_name)
+        self._tables[model] = {"name": name, "stream_arn": table.get("LatestStreamArn")}
+        signals.model_bound.send(model, engine=self, model=model)
+
+    def _enable_ttl(self, table_name: str, attribute: str) -> None:
+        described = self.transport.call(
+            "dynamodb", "DescribeTimeToLive", {"TableName": table_name}
+        ).get("TimeToLiveDescription", {})
+        status = described.get("TimeToLiveStatus", "DISABLED")
+        if status in ("ENABLED", "ENABLING"):
+            current = described.get("AttributeName")
+            if current != attribute:
+                from streamodel.exceptions import TableMismatchError
+
+                raise TableMismatchError(
+                    f"table {table_name!r} has TTL on {current!r}, model needs {attribute!r}"
+                )
+            return
+        self.transport.call(
+            "dynamodb",
+            "UpdateTimeToLive",
+            {
+                "TableName": table_name,
+                "TimeToLiveSpecification": {"Enabled": True, "AttributeName": attribute},
+            },
+        )
+
+    def stream_arn(self, model: type[BaseModel]) -> str:
+        """The table's latest stream ARN (described again when not known)."""
+        known = self._tables.get(model, {}).get("stream_arn")
+        if known:
+            return str(known)
+        name = self.table_name(model)
+        table = self.transport.call("dynamodb", "DescribeTable", {"TableName": name})["Table"]
+        arn = table.get("LatestStreamArn")
+        if not arn:
+            raise InvalidModelError(f"table {name!r} of {model.__name__} has no stream")
+        self._tables.setdefault(model, {"name": name})["stream_arn"] = arn
+        return str(arn)
+
+    # -- writes -----------------------------------------------------------------------
+    def save(
+        self, *objs: BaseModel, condition: Condition | None = None, atomic: bool = False
+    ) -> None:
+        """Save each object with one conditional ``UpdateItem`` of only what changed.
+
+        Every object is validated before anything is sent. ``condition`` must hold on the
+        stored item; ``atomic=True`` also requires the stored item to be exactly what this
+        object last loaded or saved. A version column adds an optimistic version check.
+        """
+        plans = [plan_save(_model_object(obj), condition=condition, atomic=atomic) for obj in objs]
+        for plan in plans:
+            self._save_one(plan)
+
+    def _save_one(self, plan: SavePlan) -> None:
+        obj = plan.obj
+        model = type(obj)
+        if plan.writes_nothing and plan.condition is None and obj._sm_snapshot is not None:
+            from streamodel._diff import is_stored
+
+            if is_stored(obj):
+                return  # known to be stored as it is: no write needed
+        signals.before_save.send(model, engine=self, obj=obj, diff=plan.diff)
+        request = self.update_request(plan)
+        try:
+            self.transport.call("dynamodb", "UpdateItem", request)
+        except ConditionFailedError as error:
+            raise self._condition_error(obj, plan.version_condition is not None, error) from None
+        mark_saved(plan)
+        signals.object_saved.send(model, engine=self, obj=obj, diff=plan.diff)
+
+    def update_request(self, plan: SavePlan) -> dict[str, Any]:
+        """The ``UpdateItem`` parameters for a save plan."""
+        r = Renderer()
+        request: dict[str, Any] = {"TableName": self.table_name(type(plan.obj)), "Key": plan.key}
+        expression = update_expression(
+            r,
+            set_=[(r.path(c.dynamo_name), r.value(wire)) for c, wire in plan.sets],
+            remove=[r.path(c.dynamo_name) for c in plan.removes],
+        )
+        if expression is not None:
+            request["UpdateExpression"] = expression
+        if plan.condition is not None:
+            request["ConditionExpression"] = r.condition(plan.condition)
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        request.update(r.params())
+        return request
+
+    def delete(
+        self, *objs: BaseModel, condition: Condition | None = None, atomic: bool = False
+    ) -> None:
+        """Delete each object's item, under ``condition``, its version, and ``atomic``."""
+        requests = []
+        for obj in objs:
+            obj = _model_object(obj)
+            cond = delete_condition(obj, condition=condition, atomic=atomic)
+            r = Renderer()
+            request: dict[str, Any] = {"TableName": self.table_name(type(obj)), "Key": key_of(obj)}
+            if cond is not None:
+                request["ConditionExpression"] = r.condition(cond)
+                request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            request.update(r.params())
+            requests.append((obj, request))
+        for obj, request in requests:
+            model = type(obj)
+            signals.before_delete.send(model, engine=self, obj=obj)
+            try:
+                self.transport.call("dynamodb", "DeleteItem", request)
+            except ConditionFailedError as error:
+                versioned = meta_of(obj).version is not None
+                raise self._condition_error(obj, versioned, error) from None
+            mark_deleted(obj)
+            signals.object_deleted.send(model, engine=self, obj=obj)
+
+    @staticmethod
+    def _condition_error(
+        obj: BaseModel, versioned: bool, error: ConditionFailedError
+    ) -> ConditionFailedError:
+        """A ``StaleVersionError`` when the stored version is not the object's, else as is."""
+        item = error.item
+        name = type(obj).__name__
+        if versioned:
+            version = meta_of(obj).version
+            stored = None
+            if item is not None and version.dynamo_name in item:
+                stored = version.type.dynamo_load(item[version.dynamo_name])
+            mine = obj._sm_values.get(version.name)
+            if stored != mine:
+                return StaleVersionError(
+                    f"{name}: stored version is {stored}, this object has {mine}; "
+                    "reload, merge and retry",
+                    obj=obj,
+                    item=item,
+                )
+        return ConditionFailedError(f"{name}: the write's condition failed", obj=obj, item=item)
+
+    # -- reads ------------------------------------------------------------------------
+    def load(self, *objs: BaseModel, consistent: bool = False) -> None:
+        """Fill each object from its stored item (``BatchGetItem``, 100 keys per call).
+
+        Every object found is filled; then :class:`MissingObjectsError` lists the others.
+        """
+        wanted: dict[tuple[str, str], list[BaseModel]] = {}
+        by_table: dict[str, list[dict[str, Wire]]] = {}
+        for obj in objs:
+            obj = _model_object(obj)
+            table = self.table_name(type(obj))
+            key = key_of(obj)
+            ident = (table, _key_ident(key))
+            if ident not in wanted:
+                by_table.setdefault(table, []).append(key)
+            wanted.setdefault(ident, []).append(obj)
+        found: set[tuple[str, str]] = set()
+        for table, item in self._batch_get(by_table, consistent):
+            meta = meta_of(wanted_model(wanted, table))
+            key = {c.dynamo_name: item[c.dynamo_name] for c in meta.keys}
+            ident = (table, _key_ident(key))
+            for obj in wanted.get(ident, []):
+                fill(obj, item)
+                signals.object_loaded.send(type(obj), engine=self, obj=obj)
+            found.add(ident)
+        missing = [obj for ident, group in wanted.items() if ident not in found for obj in group]
+        if missing:
+            raise MissingObjectsError(f"{len(missing)} object(s) not found", objects=missing)
+
+    def _batch_get(
+        self, by_table: dict[str, list[dict[str, Wire]]], consistent: bool
+    ) -> Iterator[tuple[str, dict[str, Wire]]]:
+        pending = [(table, key) for table, keys in by_table.items() for key in keys]
+        for start in range(0, len(pending), BATCH_GET_LIMIT):
+            chunk = pending[start : start + BATCH_GET_LIMIT]
+            request: dict[str, Any] = {}
+            for table, key in chunk:
+                request.setdefault(table, {"Keys": [], "ConsistentRead": consistent})
+                request[table]["Keys"].append(key)
+            yield from self._batch_get_chunk(request)
+
+    def _batch_get_chunk(
+        self, request: dict[str, Any]
+    ) -> Iterator[tuple[str, dict[str, Wire]]]:
+        """One BatchGetItem, with ``UnprocessedKeys`` retried with backoff and a bound."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Unprocessed),
+            stop=tenacity.stop_after_attempt(10),
+            wait=tenacity.wait_random_exponential(multiplier=0.02, max=2.0),
+            reraise=True,
+        )
+        remaining = request
+        for attempt in retrying:
+            with attempt:
+                response = self.transport.call(
+                    "dynamodb", "BatchGetItem", {"RequestItems": remaining}
+                )
+                for table, items in response.get("Responses", {}).items():
+                    for item in items:
+                        yield table, item
+                remaining = response.get("UnprocessedKeys") or {}
+                if remaining:
+                    count = sum(len(v["Keys"]) for v in remaining.values())
+                    raise _Unprocessed(f"BatchGetItem left {count} key(s) unprocessed")
+
+    def query(self, model_or_index: type[BaseModel] | Index, **options: Any) -> Search:
+        """A query on a table or index: ``engine.query(Model.index).key(Model.col == x)``."""
+        return Search(self, model_or_index, "query", **options)
+
+    def scan(self, model_or_index: type[BaseModel] | Index, **options: Any) -> Search:
+        """A scan of a table or index, optionally filtered: ``engine.scan(Model).filter(...)``."""
+        return Search(self, model_or_index, "scan", **options)
+
+    # -- transactions and streams -------------------------------------------------------
+    @contextmanager
+    def transaction(
+        self, mode: Literal["w", "r"] = "w"
+    ) -> Iterator[WriteTransaction | ReadTransaction]:
+        """A write (``"w"``) or read (``"r"``) transaction, committed when the block exits."""
+        from streamodel.transactions import ReadTransaction, WriteTransaction
+
+        if mode not in ("w", "r"):
+            raise ValueError(f"transaction mode must be 'w' or 'r', got {mode!r}")
+        tx: WriteTransaction | ReadTransaction = (
+            WriteTransaction(self) if mode == "w" else ReadTransaction(self)
+        )
+        yield tx
+        tx.commit()
+
+    def stream(self, model: type[BaseModel], position: Any) -> Stream:
+        """A reader of ``model``'s change stream from ``position`` (see :mod:`streamodel.stream`)."""
+        from streamodel.stream import Stream
+
+        return Stream(self, model, position)
+
+
+class _Unprocessed(StreamodelError):
+    """DynamoDB left some keys or items unprocessed; retried with backoff."""
+
+
+def _model_object(obj: Any) -> BaseModel:
+    if not isinstance(obj, BaseModel):
+        raise TypeError(f"expected a model object, got {obj!r}")
+    if meta_of(obj).abstract:
+        raise InvalidModelError(f"{type(obj).__name__} is abstract and has no table")
+    return obj
+
+
+def _key_ident(key: dict[str, Wire]) -> str:
+    return repr(sorted((name, sorted(wire.items())) for name, wire in key.items()))
+
+
+def wanted_model(wanted: dict[tuple[str, str], list[BaseModel]], table: str) -> type[BaseModel]:
+    for (t, _), objs in wanted.items():
+        if t == table:
+            return type(objs[0])
+    raise KeyError(table)
+
+
+def _subclasses(root: type[BaseModel]) -> Iterable[type[BaseModel]]:
+    seen: list[type[BaseModel]] = []
+    stack = [root]
+    while stack:
+        cls = stack.pop(0)
+        if cls not in seen:
+            seen.append(cls)
+            stack.extend(cls.__subclasses__())
+    return seen

@@ -1,0 +1,351 @@
+"""Queries and scans: immutable builders whose iteration pages lazily through DynamoDB."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from streamodel import signals
+from streamodel._diff import fill, meta_of
+from streamodel._render import Renderer
+from streamodel.columns import Column, Index
+from streamodel.conditions import And, BeginsWith, Between, Comparison, Condition, Path, Value
+from streamodel.exceptions import InvalidConditionError, StreamodelError
+from streamodel.models import BaseModel, new_instance
+
+if TYPE_CHECKING:
+    from streamodel.engine import Engine
+
+__all__ = ["Search"]
+
+Projection = Literal["all", "keys", "count"] | Sequence[str | Column]
+_RANGE_OPERATORS = frozenset({"=", "<", "<=", ">", ">="})
+
+
+class Search:
+    """``engine.query(...)`` / ``engine.scan(...)``; each builder method returns a new search.
+
+    Iterating yields model objects, fetching pages only as they are needed. Options:
+    ``key``, ``filter``, ``projection`` (``"all"``, ``"keys"``, or column names),
+    ``consistent``, ``forward``, ``limit`` (items in all), ``page_size`` (items per call),
+    and for scans ``segment``/``total_segments``.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        model_or_index: type[BaseModel] | Index,
+        mode: Literal["query", "scan"],
+        *,
+        key: Condition | None = None,
+        filter: Condition | None = None,
+        projection: Projection = "all",
+        consistent: bool = False,
+        forward: bool = True,
+        limit: int | None = None,
+        page_size: int | None = None,
+        segment: int | None = None,
+        total_segments: int | None = None,
+    ) -> None:
+        if isinstance(model_or_index, Index):
+            if model_or_index.model is None:
+                raise InvalidConditionError(f"{model_or_index!r} is not declared on a model")
+            self.model: type[BaseModel] = model_or_index.model
+            self.index: Index | None = model_or_index
+        elif isinstance(model_or_index, type) and issubclass(model_or_index, BaseModel):
+            self.model, self.index = model_or_index, None
+        else:
+            raise TypeError(f"{mode}() takes a model class or an index, got {model_or_index!r}")
+        self.engine = engine
+        self.mode = mode
+        self._key: Condition | None = None
+        self._filter: Condition | None = None
+        self._projection: Projection = "all"
+        self._consistent = False
+        self._forward = forward
+        self._limit: int | None = None
+        self._page_size: int | None = None
+        self._segments: tuple[int, int] | None = None
+        if key is not None:
+            self._set_key(key)
+        if filter is not None:
+            self._set_filter(filter)
+        self._set_projection(projection)
+        self._set_consistent(consistent)
+        self._set_limits(limit, page_size)
+        if segment is not None or total_segments is not None:
+            self._set_segments(segment, total_segments)
+
+    # -- builder ----------------------------------------------------------------------
+    def _copy(self) -> Search:
+        return copy.copy(self)
+
+    def key(self, condition: Condition) -> Search:
+        """The key condition: ``hash == value``, optionally ``& range <op> value``."""
+        new = self._copy()
+        new._set_key(condition)
+        return new
+
+    def filter(self, condition: Condition) -> Search:
+        """A filter applied by DynamoDB after reading (read capacity is still spent)."""
+        new = self._copy()
+        new._set_filter(condition)
+        return new
+
+    def project(self, projection: Projection) -> Search:
+        new = self._copy()
+        new._set_projection(projection)
+        return new
+
+    def consistent(self, consistent: bool = True) -> Search:
+        new = self._copy()
+        new._set_consistent(consistent)
+        return new
+
+    def forward(self, forward: bool = True) -> Search:
+        new = self._copy()
+        new._forward = forward
+        return new
+
+    def limit(self, limit: int | None) -> Search:
+        new = self._copy()
+        new._set_limits(limit, self._page_size)
+        return new
+
+    def page_size(self, page_size: int | None) -> Search:
+        new = self._copy()
+        new._set_limits(self._limit, page_size)
+        return new
+
+    def segment(self, segment: int, total_segments: int) -> Search:
+        new = self._copy()
+        new._set_segments(segment, total_segments)
+        return new
+
+    # -- validation -------------------------------------------------------------------
+    @property
+    def _hash_key(self) -> Column:
+        return self.index.hash_key if self.index is not None else meta_of(self.model).hash_key  # type: ignore[return-value]
+
+    @property
+    def _range_key(self) -> Column | None:
+        return self.index.range_key if self.index is not None else meta_of(self.model).range_key
+
+    def _where(self) -> str:
+        return f"{self.model.__name__}.{self.index.name}" if self.index else self.model.__name__
+
+    def _set_key(self, condition: Condition) -> None:
+        if self.mode != "query":
+            raise InvalidConditionError("scan() has no key condition; use filter()")
+        parts = condition.conditions if isinstance(condition, And) else [condition]
+        hash_key, range_key = self._hash_key, self._range_key
+        has_hash = False
+        ranges = 0
+        for part in parts:
+            column = _key_column(part)
+            if column is hash_key and isinstance(part, Comparison) and part.op == "=":
+                if has_hash:
+                    raise InvalidConditionError(f"{self._where()}: hash key given twice")
+                has_hash = True
+            elif range_key is not None and column is range_key and _range_condition(part):
+                ranges += 1
+            elif column is hash_key:
+                raise InvalidConditionError(
+                    f"{self._where()}: the hash key {hash_key.name!r} only takes == in a key "
+                    "condition"
+                )
+            else:
+                allowed = [hash_key.name] + ([range_key.name] if range_key is not None else [])
+                raise InvalidConditionError(
+                    f"{self._where()}: a key condition may only use the key columns {allowed} "
+                    "(hash == value, range with = < <= > >= between begins_with); "
+                    "put other conditions in filter()"
+                )
+        if not has_hash:
+            raise InvalidConditionError(
+                f"{self._where()}: a key condition needs {hash_key.name} == value"
+            )
+        if ranges > 1:
+            raise InvalidConditionError(f"{self._where()}: at most one range key condition")
+        self._key = condition
+
+    def _set_filter(self, condition: Condition) -> None:
+        if not isinstance(condition, Condition):
+            raise InvalidConditionError(f"filter() takes a condition, got {condition!r}")
+        if self.mode == "query":
+            keys = {c.name for c in (self._hash_key, self._range_key) if c is not None}
+            used = sorted({p.column.name for p in condition.paths()} & keys)
+            if used:
+                raise InvalidConditionError(
+                    f"{self._where()}: filter() on key column(s) {used}; use key() for keys"
+                )
+        self._filter = condition
+
+    def _set_projection(self, projection: Projection) -> None:
+        meta = meta_of(self.model)
+        if isinstance(projection, str):
+            if projection not in ("all", "keys", "count"):
+                raise InvalidConditionError(
+                    f"projection must be 'all', 'keys', 'count' or column names, got {projection!r}"
+                )
+            self._projection = projection
+            return
+        columns = []
+        for item in projection:
+            column = meta.columns_by_name.get(item) if isinstance(item, str) else item
+            if not isinstance(column, Column) or column.model is not self.model:
+                raise InvalidConditionError(
+                    f"{self._where()}: projection names unknown column {item!r}"
+                )
+            columns.append(column)
+        if self.index is not None and self.index.kind == "gsi":
+            available = {c.name for c in self.index.projected_columns}
+            outside = [c.name for c in columns if c.name not in available]
+            if outside:
+                raise InvalidConditionError(
+                    f"{self._where()}: columns {outside} are not projected into the index"
+                )
+        self._projection = [c.name for c in columns]
+
+    def _set_consistent(self, consistent: bool) -> None:
+        if consistent and self.index is not None and self.index.kind == "gsi":
+            raise InvalidConditionError(
+                f"{self._where()}: global secondary indexes do not support consistent reads"
+            )
+        self._consistent = consistent
+
+    def _set_limits(self, limit: int | None, page_size: int | None) -> None:
+        for name, value in (("limit", limit), ("page_size", page_size)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        self._limit, self._page_size = limit, page_size
+
+    def _set_segments(self, segment: int | None, total: int | None) -> None:
+        if self.mode != "scan":
+            raise InvalidConditionError("segments apply to scans only")
+        if segment is None or total is None or not (0 <= segment < total <= 1_000_000):
+            raise ValueError(
+                f"need 0 <= segment < total_segments <= 1000000, got {segment}, {total}"
+            )
+        self._segments = (segment, total)
+
+    # -- requests ---------------------------------------------------------------------
+    def _columns(self) -> list[Column]:
+        meta = meta_of(self.model)
+        if self._projection == "keys":
+            keys = [*meta.keys]
+            if self.index is not None:
+                keys += [c for c in (self.index.hash_key, self.index.range_key) if c]
+            return list({c.name: c for c in keys}.values())
+        if self._projection in ("all", "count"):
+            return self.index.projected_columns if self.index is not None else list(meta.columns)
+        return [meta.columns_by_name[name] for name in self._projection]
+
+    def request(self, *, count: bool = False) -> dict[str, Any]:
+        """The Query or Scan parameters for the first page."""
+        if self.mode == "query" and self._key is None:
+            raise InvalidConditionError(f"{self._where()}: query() needs key(...)")
+        r = Renderer()
+        request: dict[str, Any] = {"TableName": self.engine.table_name(self.model)}
+        if self.index is not None:
+            request["IndexName"] = self.index.dynamo_name
+        if self._key is not None:
+            request["KeyConditionExpression"] = r.condition(self._key)
+        if self._filter is not None:
+            request["FilterExpression"] = r.condition(self._filter)
+        if count or self._projection == "count":
+            request["Select"] = "COUNT"
+        elif self._projection != "all":
+            request["ProjectionExpression"] = r.projection(
+                [c.dynamo_name for c in self._columns()]
+            )
+        if self._consistent:
+            request["ConsistentRead"] = True
+        if self.mode == "query" and not self._forward:
+            request["ScanIndexForward"] = False
+        if self._page_size is not None:
+            request["Limit"] = self._page_size
+        if self._segments is not None:
+            request["Segment"], request["TotalSegments"] = self._segments
+        request.update(r.params())
+        return request
+
+    def pages(self, *, count: bool = False) -> Iterator[dict[str, Any]]:
+        """Every response page, following ``LastEvaluatedKey``."""
+        request = self.request(count=count)
+        operation = "Query" if self.mode == "query" else "Scan"
+        while True:
+            response = self.engine.transport.call("dynamodb", operation, request)
+            yield response
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            request = {**request, "ExclusiveStartKey": last}
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._projection == "count":
+            raise InvalidConditionError("a 'count' projection has no items; use .count()")
+        columns = self._columns()
+        remaining = self._limit
+        for page in self.pages():
+            for item in page.get("Items", []):
+                obj = new_instance(self.model)
+                fill(obj, item, columns)
+                signals.object_loaded.send(self.model, engine=self.engine, obj=obj)
+                yield obj
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+
+    def first(self) -> Any:
+        """The first matching object, or ``None``."""
+        return next(iter(self), None)
+
+    def one(self) -> Any:
+        """The only matching object; :class:`StreamodelError` unless exactly one matches."""
+        found = list(_take(iter(self), 2))
+        if len(found) != 1:
+            what = "no" if not found else "more than one"
+            raise StreamodelError(f"{self.mode} on {self._where()} matched {what} item")
+        return found[0]
+
+    def all(self) -> list[Any]:
+        """Every matching object, as a list."""
+        return list(self)
+
+    def count(self) -> int:
+        """How many items match, counted by DynamoDB without returning them."""
+        return sum(int(page.get("Count", 0)) for page in self.pages(count=True))
+
+
+def _take(iterator: Iterator[Any], n: int) -> Iterator[Any]:
+    for _ in range(n):
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+
+
+def _key_column(condition: Condition) -> Column | None:
+    """The key column a key-condition part constrains, or None if it is not one."""
+    operand: Any
+    if isinstance(condition, Comparison):
+        operand, values = condition.left, [condition.right]
+    elif isinstance(condition, Between):
+        operand, values = condition.operand, [condition.low, condition.high]
+    elif isinstance(condition, BeginsWith):
+        operand, values = condition.path, list(condition.args)
+    else:
+        return None
+    if isinstance(operand, Path) and not operand.segments:
+        if all(isinstance(v, Value) for v in values):
+            return operand.column
+    return None
+
+
+def _range_condition(condition: Condition) -> bool:
+    if isinstance(condition, Comparison):
+        return condition.op in _RANGE_OPERATORS
+    return isinstance(condition, Between | BeginsWith)
