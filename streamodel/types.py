@@ -53,11 +53,20 @@ T = TypeVar("T")
 Wire = dict[str, Any]
 
 # DynamoDB numbers: 38 significant digits, magnitudes from 1e-130 to below 1e126.
+# Emin/Emax bound the adjusted exponent (that of the first digit): 1E-130 is the smallest
+# magnitude and 9.99...E+125 the largest; smaller values are subnormal and trapped.
 DYNAMO_CONTEXT = decimal.Context(
-    Emin=-128,
-    Emax=126,
+    Emin=-130,
+    Emax=125,
     prec=38,
-    traps=[decimal.Clamped, decimal.Overflow, decimal.Inexact, decimal.Rounded, decimal.Underflow],
+    traps=[
+        decimal.Clamped,
+        decimal.Overflow,
+        decimal.Inexact,
+        decimal.Rounded,
+        decimal.Subnormal,
+        decimal.Underflow,
+    ],
 )
 
 
@@ -238,6 +247,7 @@ class Float(DynamoType[float]):
         value = float(value)
         if not math.isfinite(value):
             raise _fail("NaN and infinity cannot be stored in DynamoDB.")
+        _check_number_text(repr(value))  # e.g. 1e308 is beyond DynamoDB's range
         return value
 
     def _dump(self, value: float) -> str:
@@ -336,10 +346,17 @@ class DateTime(DynamoType[datetime.datetime]):
                 value = datetime.datetime.fromisoformat(value)
             except ValueError:
                 raise _fail(f"Not a valid ISO-8601 datetime: {value!r}.") from None
-        return _check_aware(value)
+        value = _check_aware(value)
+        try:
+            value.astimezone(datetime.UTC)  # what dump does; fails near datetime.min/max
+        except OverflowError:
+            raise _fail(f"Datetime {value.isoformat()} is out of range in UTC.") from None
+        return value
 
     def _dump(self, value: datetime.datetime) -> str:
-        return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        # isoformat zero-pads the year (strftime's %Y does not below 1000), so the text
+        # stays fixed-width and sorts like the datetimes.
+        return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
 
     def _load(self, tag: str, raw: Any) -> datetime.datetime:
         return datetime.datetime.fromisoformat(raw)
@@ -574,7 +591,8 @@ def _json_dump(value: Any, path: str = "") -> Wire:
     if isinstance(value, int):
         return {"N": _check_number_text(str(value))}
     if isinstance(value, float | decimal.Decimal):
-        if not math.isfinite(value):
+        # Decimal.is_finite: math.isfinite raises ValueError on a signaling NaN.
+        if not decimal.Decimal(value).is_finite():
             raise _fail(f"NaN and infinity cannot be stored in DynamoDB{path}.")
         return {"N": _check_number_text(repr(value) if isinstance(value, float) else str(value))}
     if isinstance(value, Mapping):
