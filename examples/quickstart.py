@@ -5,7 +5,7 @@ Point it at DynamoDB with AWS_ENDPOINT_URL_DYNAMODB (``make demo`` starts Dynamo
 
 import uuid
 
-from streamodel import Column, Engine, GlobalSecondaryIndex, String, UUID, new_base
+from streamodel import UUID, Column, Engine, GlobalSecondaryIndex, String, new_base
 
 Base = new_base()
 

@@ -100,13 +100,15 @@ def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> S
         and (c.name in touched or (snapshot is not None and c.dynamo_name in snapshot))
     }
     checked = check_values(type(obj), candidates)
+    _check_index_keys(meta, checked)
     plan = SavePlan(obj=obj, key=key, checked=checked)
     item: dict[str, Wire] = dict(key)
     for column in meta.columns:
         name = column.name
         if name not in checked:
-            if snapshot is not None and snapshot.get(column.dynamo_name) is not None:
-                item[column.dynamo_name] = snapshot[column.dynamo_name]  # type: ignore[assignment]
+            stored_wire = snapshot.get(column.dynamo_name) if snapshot is not None else None
+            if stored_wire is not None:
+                item[column.dynamo_name] = stored_wire
             continue
         wire = column.type.dynamo_dump(checked[name])
         known = snapshot is not None and column.dynamo_name in snapshot
@@ -142,12 +144,31 @@ def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> S
     size = wire_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(
-            {"_item": [f"Item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES} bytes."]}
+            {
+                "_item": [
+                    f"Item is {size} bytes; DynamoDB's limit is 400 KB ({MAX_ITEM_BYTES} bytes)."
+                ]
+            }
         )
     plan.condition = all_of(
         condition, plan.version_condition, atomic_condition(obj) if atomic else None
     )
     return plan
+
+
+def _check_index_keys(meta: Any, checked: dict[str, Any]) -> None:
+    """DynamoDB refuses empty strings and bytes in index key attributes; say which."""
+    errors: dict[str, list[str]] = {}
+    for index in meta.indexes:
+        for column in (index.hash_key, index.range_key):
+            if column is None or column.name not in checked:
+                continue
+            if checked[column.name] in ("", b""):
+                errors.setdefault(column.name, []).append(
+                    f"Empty values cannot be stored in a key of index {index.name!r}."
+                )
+    if errors:
+        raise ValidationError(errors, data=checked)
 
 
 def atomic_condition(obj: BaseModel) -> Condition:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from streamodel import signals
 from streamodel.conditions import Path
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Column", "GlobalSecondaryIndex", "Index", "LocalSecondaryIndex"]
 
-Projection = Union[Literal["all", "keys"], Sequence[str]]
+Projection = Literal["all", "keys"] | Sequence[str]
+# Column has a ``type`` property, which hides the builtin inside its class body.
+ModelClass = type["BaseModel"]
 
 
 class Column(Path):
@@ -53,7 +55,7 @@ class Column(Path):
         self.default = default
         self._dynamo_name = name
         self.name: str = ""
-        self.model: type[BaseModel] | None = None
+        self.model: ModelClass | None = None
 
     @property
     def type(self) -> DynamoType[Any]:
@@ -61,7 +63,7 @@ class Column(Path):
         return self._type
 
     # -- declaration ------------------------------------------------------------------
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __set_name__(self, owner: object, name: str) -> None:
         self.name = name
 
     @property
@@ -73,7 +75,7 @@ class Column(Path):
     def model_name(self) -> str:
         return self.model.__name__ if self.model is not None else "?"
 
-    def copy_for(self, model: type[BaseModel]) -> Column:
+    def copy_for(self, model: ModelClass) -> Column:
         """The same column declared again on ``model`` (for inherited columns and mixins)."""
         column = Column(
             self.type,
@@ -97,7 +99,7 @@ class Column(Path):
         return f"<Column {self.model_name}.{self.name} {type(self.type).__name__}{extra}>"
 
     # -- descriptor -------------------------------------------------------------------
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: object = None) -> Any:
         if obj is None:
             return self
         return obj._sm_values.get(self.name)
@@ -200,7 +202,7 @@ class GlobalSecondaryIndex(Index):
 
 
 class LocalSecondaryIndex(Index):
-    """``LocalSecondaryIndex(range_key="created", projection="keys")``: same hash key as the table."""
+    """``LocalSecondaryIndex(range_key="created")``: another sort order, same hash key."""
 
     kind = "lsi"
 
@@ -216,5 +218,3 @@ class LocalSecondaryIndex(Index):
         index = LocalSecondaryIndex(self.range_key_name or "", self.projection, self._dynamo_name)
         index.name = self.name
         return index
-
-

@@ -196,10 +196,10 @@ class Path(Comparable):
     __hash__ = object.__hash__
 
     def is_(self, value: Any) -> Condition:
-        return self == value
+        return self.__eq__(value)
 
     def is_not(self, value: Any) -> Condition:
-        return self != value
+        return self.__ne__(value)
 
     def exists(self) -> Condition:
         return Exists(self)
@@ -387,7 +387,7 @@ class And(Condition):
         flat: list[Condition] = []
         for c in conditions:
             flat.extend(c.conditions if isinstance(c, And) else [c])
-        self.conditions = flat
+        self.conditions: list[Condition] = flat
 
     def render(self, r: Renderer) -> str:
         return " AND ".join(f"({c.render(r)})" for c in self.conditions)
@@ -401,7 +401,7 @@ class Or(Condition):
         flat: list[Condition] = []
         for c in conditions:
             flat.extend(c.conditions if isinstance(c, Or) else [c])
-        self.conditions = flat
+        self.conditions: list[Condition] = flat
 
     def render(self, r: Renderer) -> str:
         return " OR ".join(f"({c.render(r)})" for c in self.conditions)

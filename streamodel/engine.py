@@ -304,9 +304,7 @@ class Engine:
                 request[table]["Keys"].append(key)
             yield from self._batch_get_chunk(request)
 
-    def _batch_get_chunk(
-        self, request: dict[str, Any]
-    ) -> Iterator[tuple[str, dict[str, Wire]]]:
+    def _batch_get_chunk(self, request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Wire]]]:
         """One BatchGetItem, with ``UnprocessedKeys`` retried with backoff and a bound."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Unprocessed),
@@ -353,7 +351,7 @@ class Engine:
         tx.commit()
 
     def stream(self, model: type[BaseModel], position: Any) -> Stream:
-        """A reader of ``model``'s change stream from ``position`` (see :mod:`streamodel.stream`)."""
+        """A reader of ``model``'s change stream from ``position`` (:mod:`streamodel.stream`)."""
         from streamodel.stream import Stream
 
         return Stream(self, model, position)

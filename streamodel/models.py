@@ -37,7 +37,7 @@ class BaseModel:
     # Per-instance state: current values, the snapshot of what is known to be stored
     # (``None`` for an object not known to be stored) and the columns set since then.
     _sm_values: dict[str, Any]
-    _sm_snapshot: dict[str, Wire] | None
+    _sm_snapshot: dict[str, Wire | None] | None
     _sm_touched: set[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -170,9 +170,7 @@ def _setup_model(cls: type[BaseModel]) -> None:
     if not abstract:
         if len(hash_keys) != 1:
             found = [c.name for c in hash_keys] or "none"
-            raise InvalidModelError(
-                f"{name} needs exactly one hash_key column, found {found}"
-            )
+            raise InvalidModelError(f"{name} needs exactly one hash_key column, found {found}")
         if len(range_keys) > 1:
             raise InvalidModelError(
                 f"{name} has more than one range_key column: {[c.name for c in range_keys]}"

@@ -126,7 +126,9 @@ class Search:
     # -- validation -------------------------------------------------------------------
     @property
     def _hash_key(self) -> Column:
-        return self.index.hash_key if self.index is not None else meta_of(self.model).hash_key  # type: ignore[return-value]
+        column = self.index.hash_key if self.index is not None else meta_of(self.model).hash_key
+        assert column is not None, "every concrete model and index has a hash key"
+        return column
 
     @property
     def _range_key(self) -> Column | None:
@@ -152,7 +154,7 @@ class Search:
                 ranges += 1
             elif column is hash_key:
                 raise InvalidConditionError(
-                    f"{self._where()}: the hash key {hash_key.name!r} only takes == in a key "
+                    f"{self._where()}: the hash key {self._hash_key.name!r} only takes == in a key "
                     "condition"
                 )
             else:
@@ -257,9 +259,7 @@ class Search:
         if count or self._projection == "count":
             request["Select"] = "COUNT"
         elif self._projection != "all":
-            request["ProjectionExpression"] = r.projection(
-                [c.dynamo_name for c in self._columns()]
-            )
+            request["ProjectionExpression"] = r.projection([c.dynamo_name for c in self._columns()])
         if self._consistent:
             request["ConsistentRead"] = True
         if self.mode == "query" and not self._forward:
@@ -339,9 +339,9 @@ def _key_column(condition: Condition) -> Column | None:
         operand, values = condition.path, list(condition.args)
     else:
         return None
-    if isinstance(operand, Path) and not operand.segments:
-        if all(isinstance(v, Value) for v in values):
-            return operand.column
+    plain = isinstance(operand, Path) and not operand.segments
+    if plain and all(isinstance(v, Value) for v in values):
+        return operand.column  # type: ignore[no-any-return]  # a plain Path's column
     return None
 
 

@@ -108,8 +108,12 @@ def mismatches(meta: Any, expected: dict[str, Any], table: dict[str, Any]) -> li
     """
     problems = []
     if table.get("KeySchema") != expected["KeySchema"]:
-        problems.append(f"key schema is {table.get('KeySchema')}, model needs {expected['KeySchema']}")
-    defined = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+        problems.append(
+            f"key schema is {table.get('KeySchema')}, model needs {expected['KeySchema']}"
+        )
+    defined = {
+        a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])
+    }
     for attribute in expected["AttributeDefinitions"]:
         actual = defined.get(attribute["AttributeName"])
         if actual is not None and actual != attribute["AttributeType"]:
@@ -136,10 +140,12 @@ def mismatches(meta: Any, expected: dict[str, Any], table: dict[str, Any]) -> li
                 )
     stream = table.get("StreamSpecification") or {}
     wanted = meta.stream_view_type
-    if wanted is not None and stream.get("StreamEnabled") and stream.get("StreamViewType") != wanted:
-        problems.append(
-            f"stream view type is {stream.get('StreamViewType')}, model needs {wanted}"
-        )
+    if (
+        wanted is not None
+        and stream.get("StreamEnabled")
+        and stream.get("StreamViewType") != wanted
+    ):
+        problems.append(f"stream view type is {stream.get('StreamViewType')}, model needs {wanted}")
     return problems
 
 
@@ -159,7 +165,7 @@ def wait_for_active(
     timeout: float = 300.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Poll ``DescribeTable`` (sleeping between polls) until the table and its indexes are ACTIVE."""
+    """Poll ``DescribeTable``, sleeping in between, until the table and indexes are ACTIVE."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:

@@ -156,7 +156,9 @@ class ReadTransaction(_Transaction):
         for obj in objs:
             key = self._claim(obj)
             self._objs.append(obj)
-            self._items.append({"Get": {"TableName": self.engine.table_name(type(obj)), "Key": key}})
+            self._items.append(
+                {"Get": {"TableName": self.engine.table_name(type(obj)), "Key": key}}
+            )
 
     def commit(self) -> None:
         """Read every item in one ``TransactGetItems`` and fill the objects."""
@@ -190,7 +192,9 @@ def _with_objects(
         obj = entries[i][1] if i < len(entries) else None
         reasons.append({**reason, "obj": obj, "operation": entries[i][0] if obj else None})
         if reason.get("code") not in (None, "None") and obj is not None:
-            culprits.append(f"{entries[i][0]} {type(obj).__name__} {meta_key(obj)}: {reason['code']}")
+            culprits.append(
+                f"{entries[i][0]} {type(obj).__name__} {meta_key(obj)}: {reason['code']}"
+            )
     message = "transaction cancelled" + (": " + "; ".join(culprits) if culprits else f": {error}")
     return TransactionCanceledError(message, reasons=reasons)
 

@@ -182,7 +182,7 @@ class Integer(DynamoType[int]):
             else:
                 raise _fail(f"Not a valid integer: {type(value).__name__}.")
         _check_number_text(str(value))
-        return value
+        return int(value)
 
     def _dump(self, value: int) -> str:
         return str(value)
@@ -244,11 +244,11 @@ class Float(DynamoType[float]):
     def _check_type(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
             raise _fail(f"Not a valid float: {type(value).__name__}.")
-        value = float(value)
-        if not math.isfinite(value):
+        number = float(value)
+        if not math.isfinite(number):
             raise _fail("NaN and infinity cannot be stored in DynamoDB.")
-        _check_number_text(repr(value))  # e.g. 1e308 is beyond DynamoDB's range
-        return value
+        _check_number_text(repr(number))  # e.g. 1e308 is beyond DynamoDB's range
+        return number
 
     def _dump(self, value: float) -> str:
         return repr(value)
@@ -440,7 +440,9 @@ class Set(DynamoType[set[Any]]):
         super().__init__(**kwargs)
         self.inner = resolve_type(typ)
         if not self.inner.key_able:
-            raise TypeError(f"Set({type(self.inner).__name__}): sets hold strings, numbers or bytes")
+            raise TypeError(
+                f"Set({type(self.inner).__name__}): sets hold strings, numbers or bytes"
+            )
 
     @property
     def backing_type(self) -> str:  # type: ignore[override]
@@ -612,7 +614,9 @@ def _json_number(text: str) -> int | float | decimal.Decimal:
         return int(text)
     number = float(text)
     # Keep full precision where a float would lose digits.
-    return number if decimal.Decimal(repr(number)) == decimal.Decimal(text) else decimal.Decimal(text)
+    return (
+        number if decimal.Decimal(repr(number)) == decimal.Decimal(text) else decimal.Decimal(text)
+    )
 
 
 def _json_load(wire: Wire) -> Any:
@@ -681,9 +685,7 @@ class Foreign(DynamoType[Any]):
     def __init__(self, field: fields.Field[Any]) -> None:
         super().__init__()
         self.field = field
-        self.backing = next(
-            (tag for cls, tag in _FOREIGN_BACKING if isinstance(field, cls)), "*"
-        )
+        self.backing = next((tag for cls, tag in _FOREIGN_BACKING if isinstance(field, cls)), "*")
 
     @property
     def backing_type(self) -> str:  # type: ignore[override]
@@ -767,11 +769,14 @@ ALL_TYPES: list[tuple[Callable[[], DynamoType[Any]], Any]] = [
     (lambda: Set(Integer), {1, 2, 3}),
     (lambda: Set(Binary), {b"x", b"y"}),
     (lambda: List(Integer), [1, 2, 3, 4, 5]),
-    (lambda: Map(street=String, number=Integer, tags=Set(String)), {
-        "street": "Main",
-        "number": 7,
-        "tags": {"home"},
-    }),
+    (
+        lambda: Map(street=String, number=Integer, tags=Set(String)),
+        {
+            "street": "Main",
+            "number": 7,
+            "tags": {"home"},
+        },
+    ),
     (JSON, {"a": [1, 2.5, "x", None, True], "b": {"c": {"d": []}}}),
-    (lambda: fields.Email(), "someone@example.com"),
+    (lambda: Foreign(fields.Email()), "someone@example.com"),
 ]

@@ -33,7 +33,7 @@ def client_config() -> botocore.config.Config:
 
 def default_client(service: Service, endpoint_url: str | None = None) -> Any:
     """A boto3 client from the default session and environment (region, credentials, endpoint)."""
-    return boto3.client(service, endpoint_url=endpoint_url, config=client_config())  # type: ignore[call-overload]
+    return boto3.client(service, endpoint_url=endpoint_url, config=client_config())
 
 
 class BotocoreTransport:
@@ -78,7 +78,7 @@ class BotocoreTransport:
 
 
 def _translate(operation: str, error: botocore.exceptions.ClientError) -> StreamodelError:
-    response: dict[str, Any] = dict(error.response)  # type: ignore[arg-type]
+    response: dict[str, Any] = dict(error.response)
     details = response.get("Error", {})
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
     return error_from_response(

@@ -1,0 +1,48 @@
+"""Fixtures for tests against DynamoDB Local: an engine and a recorder of sent requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from streamodel import Engine
+from streamodel.transport import BotocoreTransport
+
+
+class RecordingTransport:
+    """A real transport that also keeps every (service, operation, params) it sent."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def call(self, service: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((service, operation, params))
+        result: dict[str, Any] = self.inner.call(service, operation, params)
+        return result
+
+    def sent(self, operation: str) -> list[dict[str, Any]]:
+        return [params for _, op, params in self.calls if op == operation]
+
+
+@pytest.fixture(scope="session")
+def table_template(nonce: str) -> str:
+    """Table names carry the session's nonce, so tables are created once per session."""
+    return f"it-{nonce}-{{table_name}}"
+
+
+@pytest.fixture(scope="session")
+def engine(local_endpoint: str, table_template: str) -> Engine:
+    """An engine on the session's DynamoDB Local."""
+    return Engine(endpoint_url=local_endpoint, table_name_template=table_template)
+
+
+@pytest.fixture
+def recorder(
+    local_endpoint: str, table_template: str
+) -> Iterator[tuple[Engine, RecordingTransport]]:
+    """An engine whose requests to DynamoDB Local are recorded."""
+    transport = RecordingTransport(BotocoreTransport(endpoint_url=local_endpoint))
+    yield Engine(transport=transport, table_name_template=table_template), transport
