@@ -101,7 +101,8 @@ BAD_MODELS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str]] = [
         "TTL column not number-backed",
         {"h": Column(String, hash_key=True), "exp": Column(String)},
         {"ttl": {"column": "exp"}},
-        r"Thing\.exp: the TTL column must be number-backed epoch seconds \(use Timestamp\), not String",
+        r"Thing\.exp: the TTL column must be number-backed epoch seconds "
+        r"\(use Timestamp\), not String",
     ),
     (
         "unknown Meta option",
@@ -276,7 +277,7 @@ def test_meta_stream_view_types(given: str, view: str) -> None:
 
 def test_meta_bad_stream_refused() -> None:
     """An unknown Meta.stream value is refused."""
-    with pytest.raises(InvalidModelError, match="Meta.stream"):
+    with pytest.raises(InvalidModelError, match=r"Meta\.stream"):
         _declare({"h": Column(String, hash_key=True)}, {"stream": "sometimes"})
 
 
