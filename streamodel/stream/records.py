@@ -1,0 +1,151 @@
+"""Stream records become :class:`Change` objects holding real model objects.
+
+The one decoder here serves every source of records: GetRecords through botocore (binary
+values are ``bytes``, ``ApproximateCreationDateTime`` a datetime) and Lambda's JSON events
+(binary values are base64 text, the time is epoch seconds); the types' ``dynamo_load`` reads
+both, so a change is identical, type for type, whichever way it arrived.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from streamodel._diff import fill, meta_of
+from streamodel.exceptions import StreamodelError
+from streamodel.models import BaseModel, new_instance
+from streamodel.types import Wire
+
+__all__ = ["Change", "EVENTS", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
+
+Event = Literal["insert", "modify", "remove"]
+EVENTS: tuple[Event, ...] = ("insert", "modify", "remove")
+_EVENT_NAMES: dict[str, Event] = {"INSERT": "insert", "MODIFY": "modify", "REMOVE": "remove"}
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+class UndecodableRecordError(StreamodelError):
+    """A stream record could not be turned into the model (another writer, another schema).
+
+    ``.record`` is the raw record, ``.shard_id`` and ``.sequence_number`` where it is. The
+    reader's position is already past it, so reading can go on; the worker hands such
+    records to its dead-letter destination.
+    """
+
+    def __init__(
+        self, message: str, *, record: Mapping[str, Any], shard_id: str, sequence_number: str
+    ) -> None:
+        super().__init__(message)
+        self.record = dict(record)
+        self.shard_id = shard_id
+        self.sequence_number = sequence_number
+
+
+@dataclass(frozen=True, eq=False)
+class Change:
+    """One change of one item, as model objects.
+
+    ``old`` and ``new`` are model objects (``None`` for an insert's old, a remove's new, or
+    when the stream's view type does not carry that image); ``key`` maps key column names to
+    Python values; ``changed`` names the columns whose value differs between old and new.
+    ``event_id`` and ``sequence_number`` identify the change for idempotent handlers
+    (delivery is at-least-once). ``expired`` is true for deletes made by DynamoDB's TTL.
+    """
+
+    event: Event
+    model: type[BaseModel]
+    old: Any
+    new: Any
+    key: dict[str, Any]
+    sequence_number: str
+    shard_id: str
+    event_id: str
+    created_at: datetime.datetime
+    expired: bool
+    changed: tuple[str, ...]
+    record: dict[str, Any] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Change {self.event} {self.model.__name__} {self.key} "
+            f"seq={self.sequence_number} changed={list(self.changed)}>"
+        )
+
+
+def is_ttl_delete(record: Mapping[str, Any]) -> bool:
+    """Whether a record is a delete made by TTL (``userIdentity`` of the DynamoDB service)."""
+    identity = record.get("userIdentity") or {}
+    return bool(
+        identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
+    )
+
+
+def _created_at(value: Any) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
+    if isinstance(value, int | float | decimal.Decimal | str):
+        return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+    raise ValueError(f"ApproximateCreationDateTime is {value!r}")
+
+
+def _image(model: type[BaseModel], image: Mapping[str, Wire] | None) -> Any:
+    if image is None:
+        return None
+    obj = new_instance(model)
+    fill(obj, image)
+    return obj
+
+
+def decode_record(
+    model: type[BaseModel], record: Mapping[str, Any], *, shard_id: str, sequence_number: str
+) -> Change:
+    """The :class:`Change` for one raw stream record of ``model``'s table.
+
+    Raises :class:`UndecodableRecordError` (with the raw record) when the record does not
+    fit the model.
+    """
+    try:
+        data = record["dynamodb"]
+        event = _EVENT_NAMES[record["eventName"]]
+        meta = meta_of(model)
+        keys: Mapping[str, Wire] = data["Keys"]
+        key = {c.name: c.type.dynamo_load(keys[c.dynamo_name]) for c in meta.keys}
+        old_image, new_image = data.get("OldImage"), data.get("NewImage")
+        old, new = _image(model, old_image), _image(model, new_image)
+        if old_image is not None and new_image is not None:
+            changed = tuple(
+                c.name
+                for c in meta.columns
+                if old_image.get(c.dynamo_name) != new_image.get(c.dynamo_name)
+            )
+        else:
+            # With one image (insert, remove, or a one-image view type), its columns changed.
+            present = old_image if old_image is not None else new_image or {}
+            changed = tuple(c.name for c in meta.columns if c.dynamo_name in present)
+        return Change(
+            event=event,
+            model=model,
+            old=old,
+            new=new,
+            key=key,
+            sequence_number=sequence_number,
+            shard_id=shard_id,
+            event_id=str(record.get("eventID", "")),
+            created_at=_created_at(data.get("ApproximateCreationDateTime")),
+            expired=event == "remove" and is_ttl_delete(record),
+            changed=changed,
+            record=dict(record),
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
+        raise UndecodableRecordError(
+            f"stream record {sequence_number} of shard {shard_id} does not fit "
+            f"{model.__name__}: {type(error).__name__}: {error}",
+            record=record,
+            shard_id=shard_id,
+            sequence_number=sequence_number,
+        ) from error
