@@ -207,7 +207,7 @@ def test_atomic_delete(engine: Any, transport: Any) -> None:
 
 
 def test_versioned_first_and_later_saves(engine: Any, transport: Any) -> None:
-    """A versioned object's first save requires no version and sets 1; the next requires 1, sets 2."""
+    """A versioned first save requires no version and sets 1; the next requires 1, sets 2."""
     doc = Doc(id="d", body="one")
     engine.save(doc)
     assert doc.version == 1
