@@ -1,0 +1,115 @@
+"""The public names of ``streamodel`` and its error hierarchy."""
+
+from __future__ import annotations
+
+import blinker
+import marshmallow
+import pytest
+
+import streamodel
+from streamodel import signals
+
+API_NAMES = [
+    "Engine",
+    "Column",
+    "new_base",
+    "BaseModel",
+    "GlobalSecondaryIndex",
+    "LocalSecondaryIndex",
+    "String",
+    "Integer",
+    "Number",
+    "Float",
+    "Boolean",
+    "Binary",
+    "UUID",
+    "DateTime",
+    "Timestamp",
+    "Enum",
+    "Set",
+    "List",
+    "Map",
+    "JSON",
+    "StreamodelError",
+    "ConditionFailedError",
+    "StaleVersionError",
+    "MissingObjectsError",
+    "TableMismatchError",
+    "InvalidModelError",
+    "InvalidConditionError",
+    "TransactionCanceledError",
+    "ValidationError",
+    "signals",
+]
+TYPES = API_NAMES[6:20]
+ERRORS = API_NAMES[20:29]
+SIGNALS = [
+    "model_bound",
+    "before_save",
+    "object_saved",
+    "before_delete",
+    "object_deleted",
+    "object_loaded",
+    "object_modified",
+    "change_received",
+]
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    # ruff's RUF022 "isort-style" order: CONSTANTS, then Classes, then functions/modules.
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def test_all_is_sorted_and_resolves() -> None:
+    """streamodel.__all__ is sorted (isort-style, as ruff keeps it) and every name exists."""
+    assert streamodel.__all__ == sorted(streamodel.__all__, key=_isort_key)
+    assert len(set(streamodel.__all__)) == len(streamodel.__all__)
+    for name in streamodel.__all__:
+        assert hasattr(streamodel, name), name
+
+
+@pytest.mark.parametrize("name", API_NAMES)
+def test_api_names_importable_and_exported(name: str) -> None:
+    """Every name API.md section 2 lists is importable from streamodel and in __all__."""
+    assert getattr(streamodel, name) is not None
+    assert name in streamodel.__all__
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_types_are_marshmallow_fields(name: str) -> None:
+    """Each of the 14 types is a marshmallow field class."""
+    assert len(TYPES) == 14
+    assert issubclass(getattr(streamodel, name), marshmallow.fields.Field)
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_errors_subclass_root(name: str) -> None:
+    """Every error class subclasses StreamodelError and ends in Error."""
+    error = getattr(streamodel, name)
+    assert issubclass(error, streamodel.StreamodelError)
+    assert name.endswith("Error")
+
+
+def test_error_hierarchy() -> None:
+    """StaleVersion < ConditionFailed, Validation < marshmallow's, definitions < ValueError."""
+    assert issubclass(streamodel.StaleVersionError, streamodel.ConditionFailedError)
+    assert issubclass(streamodel.ValidationError, marshmallow.ValidationError)
+    assert issubclass(streamodel.InvalidModelError, ValueError)
+    assert issubclass(streamodel.InvalidConditionError, ValueError)
+    assert not issubclass(streamodel.ConditionFailedError, ValueError)
+
+
+def test_validation_error_keeps_messages_per_field() -> None:
+    """streamodel.ValidationError carries per-field messages like marshmallow's."""
+    error = streamodel.ValidationError({"name": ["bad"]})
+    assert error.messages == {"name": ["bad"]}
+
+
+def test_signals_module_has_exactly_the_eight_signals() -> None:
+    """streamodel.signals defines exactly the 8 blinker signals of API.md section 3."""
+    assert streamodel.signals is signals
+    assert sorted(signals.__all__) == sorted(SIGNALS)
+    found = sorted(n for n, v in vars(signals).items() if isinstance(v, blinker.Signal))
+    assert found == sorted(SIGNALS)
+    for name in SIGNALS:
+        assert getattr(signals, name).name == name
