@@ -78,7 +78,8 @@ class FakeStreams:
     records per page at most) for ``service="dynamodbstreams"``; ``"dynamodb"`` calls go to
     ``inner`` when given and fail otherwise. Records look exactly like what boto3 returns:
     low-level attribute values, ``ApproximateCreationDateTime`` as an aware datetime,
-    21-digit sequence numbers.
+    sequence numbers of 21 digits or more (``first_sequence=1`` gives DynamoDB Local's
+    zero-padded small numbers).
 
     Keys are routed to shards by a hash of the key, each shard owning a hash range that its
     children split between them, so one key's records stay in one lineage across splits.
@@ -100,6 +101,7 @@ class FakeStreams:
         describe_page_size: int = 100,
         max_page_size: int = 1000,
         now: Callable[[], datetime] | None = None,
+        first_sequence: int = _FIRST_SEQUENCE,
         inner: Transport | None = None,
     ) -> None:
         if shards < 1:
@@ -113,7 +115,7 @@ class FakeStreams:
         self.calls: Counter[str] = Counter()
         self._now = now or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
-        self._sequence = itertools.count(_FIRST_SEQUENCE)
+        self._sequence = itertools.count(first_sequence)
         self._shard_serial = itertools.count(1_700_000_000_000)
         self._shards: dict[str, _FakeShard] = {}
         self._iterators: dict[str, _Iterator] = {}
@@ -173,7 +175,7 @@ class FakeStreams:
                 body["NewImage"] = copy.deepcopy(dict(new_image))
             if old_image is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
                 body["OldImage"] = copy.deepcopy(dict(old_image))
-            body["SequenceNumber"] = str(sequence)
+            body["SequenceNumber"] = _sequence_text(sequence)
             body["SizeBytes"] = _size(body)
             body["StreamViewType"] = self.view_type
             record: dict[str, Any] = {
@@ -439,13 +441,18 @@ class FakeStreams:
 
 
 def _shard_description(shard: _FakeShard) -> dict[str, Any]:
-    numbers = {"StartingSequenceNumber": str(shard.starting)}
+    numbers = {"StartingSequenceNumber": _sequence_text(shard.starting)}
     if shard.ending is not None:
-        numbers["EndingSequenceNumber"] = str(shard.ending)
+        numbers["EndingSequenceNumber"] = _sequence_text(shard.ending)
     description: dict[str, Any] = {"ShardId": shard.shard_id, "SequenceNumberRange": numbers}
     if shard.parent_id is not None:
         description["ParentShardId"] = shard.parent_id
     return description
+
+
+def _sequence_text(sequence: int) -> str:
+    # At least 21 digits, as the API requires; DynamoDB Local zero-pads small numbers to that.
+    return str(sequence).zfill(21)
 
 
 def _size(body: Mapping[str, Any]) -> int:

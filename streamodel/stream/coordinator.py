@@ -85,8 +85,10 @@ _RETRY_MISSING_SHARD = 1.0
 class Coordinator:
     """Reads every shard of one stream, parents before children; see the module docstring.
 
-    ``position`` is ``"trim_horizon"``, ``"latest"``, an aware ``datetime`` (reading starts
-    at the trim horizon and skips records created before it) or a :attr:`token`. ``limit``
+    ``position`` is ``"trim_horizon"``, ``"latest"``, an aware ``datetime`` (there is no
+    time-based iterator: reading starts at the trim horizon and skips the records whose
+    ``ApproximateCreationDateTime``, rounded down to the second by DynamoDB, is before the
+    second of that datetime) or a :attr:`token`. ``limit``
     is the GetRecords page size (1 to 1000). ``sleep`` and ``clock`` (monotonic seconds) are
     injectable for tests. Creating a coordinator describes the stream, so a wrong
     ``stream_arn`` raises :class:`~streamodel.exceptions.ResourceNotFoundError` at once.
@@ -246,7 +248,9 @@ class Coordinator:
                 self._finished(shard)
             if self._since is not None:
                 created = _created_at(record)
-                if created is not None and created < self._since:
+                # Creation times are rounded down to the second: a record of the same second
+                # as `since` may be newer than it, so it is delivered rather than lost.
+                if created is not None and created < self._since.replace(microsecond=0):
                     self.stats.skipped += 1
                     continue
             self.stats.records += 1

@@ -43,6 +43,16 @@ def pad_sequence(sequence: int) -> str:
     return str(sequence).zfill(SEQUENCE_WIDTH)
 
 
+# The API wants at least 21 digits; DynamoDB Local's numbers are small and zero-padded to
+# that width, real ones are 21 digits or more.
+API_SEQUENCE_MIN_WIDTH = 21
+
+
+def api_sequence(sequence: int) -> str:
+    """The form of a sequence number that GetShardIterator accepts."""
+    return str(sequence).zfill(API_SEQUENCE_MIN_WIDTH)
+
+
 def parse_sequence(text: object) -> int:
     """A sequence number from its API or token form; ``ValueError`` if it is not one."""
     if not isinstance(text, str) or not text.isdigit() or not text.isascii():
@@ -163,7 +173,7 @@ class ShardReader:
         params: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": self.shard_id}
         if self._fetched is not None:
             params["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            params["SequenceNumber"] = str(self._fetched)
+            params["SequenceNumber"] = api_sequence(self._fetched)
         elif self.origin == "latest":
             params["ShardIteratorType"] = "LATEST"
         else:

@@ -359,6 +359,20 @@ def test_token_round_trip_resumes_exactly(taken: int) -> None:
     assert sorted(seq(r) for r in harness.drain(coordinator)) == sorted(seq(r) for r in rest)
 
 
+def test_small_sequence_numbers_are_sent_with_21_digits() -> None:
+    """Small, zero-padded sequence numbers (DynamoDB Local's) resume with a valid 21-digit form."""
+    fake = FakeStreams(first_sequence=1)
+    written = put_many(fake, 6)
+    assert written[0] == "000000000000000000002"
+    harness = Harness(fake, limit=2)
+    coordinator = harness.open()
+    first = harness.take(coordinator, 3)
+    resumed = harness.open(json.loads(json.dumps(coordinator.token)))
+    assert [seq(r) for r in first + harness.drain(resumed)] == written
+    requests = [p for op, p in harness.transport.requests if op == "GetShardIterator"]
+    assert requests[-1]["SequenceNumber"] == written[2]
+
+
 def test_token_after_split_starts_children_at_trim_horizon() -> None:
     """Resuming after a finished parent reads its children from their first record."""
     fake = FakeStreams()
@@ -409,6 +423,17 @@ def test_datetime_position_skips_older_records() -> None:
     assert coordinator.stats.skipped == 6
     with pytest.raises(InvalidPositionError, match="naive"):
         harness.open(datetime(2024, 3, 1, 12, 0))
+
+
+def test_datetime_position_keeps_records_of_the_same_second() -> None:
+    """Records stamped in the same second as the position are delivered, not skipped."""
+    base = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+    fake = FakeStreams()
+    fake.put(key(0), new_image=image(0, 0), at=base - timedelta(seconds=1))
+    same = seq(fake.put(key(0), new_image=image(0, 1), at=base + timedelta(milliseconds=900)))
+    harness = Harness(fake)
+    coordinator = harness.open(base + timedelta(milliseconds=500))
+    assert [seq(r) for r in harness.drain(coordinator)] == [same]
 
 
 def _valid_token(fake: FakeStreams) -> dict[str, Any]:

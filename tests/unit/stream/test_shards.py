@@ -64,13 +64,14 @@ def test_sequence_numbers_pad_and_parse() -> None:
 
 
 def test_iterator_request_uses_unpadded_sequence_after_a_record() -> None:
-    """Iterators resume AFTER_SEQUENCE_NUMBER in plain decimal form, or at the origin."""
+    """Iterators resume AFTER_SEQUENCE_NUMBER in decimal of at least 21 digits, or at the origin."""
     fake = FakeStreams()
     assert reader(fake).iterator_request()["ShardIteratorType"] == "TRIM_HORIZON"
     assert reader(fake, origin="latest").iterator_request()["ShardIteratorType"] == "LATEST"
     request = reader(fake, after=10**20 + 5).iterator_request()
     assert request["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER"
     assert request["SequenceNumber"] == str(10**20 + 5)
+    assert reader(fake, after=7).iterator_request()["SequenceNumber"] == "0" * 20 + "7"
 
 
 def test_token_entry_is_padded_and_json_safe() -> None:
