@@ -29,6 +29,9 @@ a finished parent start at ``TRIM_HORIZON``. Shards of the token that are gone f
 stream before they were read to their end are reported as gaps, and reading resumes at the
 oldest records of what is left of their lineage.
 
+Other errors (a ``ServerError`` that outlived the transport's retries, say) propagate and
+leave the reader consistent: calling :meth:`Coordinator.next_record` again retries.
+
 Data loss is never silent: a trimmed gap is logged at ERROR on ``streamodel.stream``,
 counted in ``stats.trimmed_gaps`` and passed to ``on_gap(shard_id, detail)``; an exception
 raised by ``on_gap`` propagates and leaves the position where it was (the next read reports
@@ -357,6 +360,9 @@ class Coordinator:
                     shard.renew(now)
                 except ThrottledError:
                     self.stats.throttled += 1
+                except ResourceNotFoundError:
+                    # Listed a moment ago: try again lazily, after the next description.
+                    self._describe_due = True
 
     # -- positions ---------------------------------------------------------------------------
 

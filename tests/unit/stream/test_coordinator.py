@@ -71,9 +71,11 @@ class Harness:
             position,
             sleep=self.clock.sleep,
             clock=self.clock,
-            on_gap=lambda shard, detail: self.gaps.append((shard, detail)),
-            **{**self.options, **options},
+            **{"on_gap": self.record_gap, **self.options, **options},
         )
+
+    def record_gap(self, shard_id: str, detail: str) -> None:
+        self.gaps.append((shard_id, detail))
 
     def drain(self, coordinator: Coordinator, idle: int = 3, step: float = 1.0) -> list[RawRecord]:
         """Reads until `idle` calls in a row, one `step` apart, found nothing."""
@@ -516,6 +518,41 @@ def test_empty_polls_back_off_while_a_busy_shard_is_read_at_full_speed() -> None
     fake.put(key(1), new_image=image(1, 1), shard_id=idle)
     harness.clock.advance(1.0)
     assert coordinator.next_record() is not None
+
+
+def test_missing_shard_answer_leads_to_a_new_description() -> None:
+    """ResourceNotFound for a still-listed shard re-describes and reads on, losing nothing."""
+    fake = FakeStreams()
+    written = put_many(fake, 5)
+    harness = Harness(fake)
+    coordinator = harness.open()
+    fake.fail_next("GetShardIterator", "ResourceNotFoundException")
+    harness.clock.advance(2.0)
+    assert coordinator.next_record() is None
+    assert fake.calls["DescribeStream"] == 2
+    assert [seq(r) for r in harness.drain(coordinator)] == written
+    assert harness.gaps == []
+
+
+def test_failing_gap_handler_leaves_the_position() -> None:
+    """An on_gap that raises stops reading; the next read reports the same gap again."""
+    fake = FakeStreams()
+    written = put_many(fake, 6)
+    harness = Harness(fake, limit=2)
+    calls: list[str] = []
+
+    def stop(shard_id: str, detail: str) -> None:
+        calls.append(detail)
+        raise RuntimeError("stop")
+
+    coordinator = harness.open(on_gap=stop)
+    harness.take(coordinator, 2)
+    fake.trim(before=written[4])
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            coordinator.next_record()
+    assert len(calls) == 2
+    assert coordinator.token["shards"][fake.shard_ids()[0]]["after"] == written[1].zfill(40)
 
 
 def test_missing_stream_raises() -> None:
