@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,7 +34,13 @@ from streamodel.exceptions import (
 from streamodel.models import BaseModel
 from streamodel.search import Search
 from streamodel.tables import check_table, create_table_request, wait_for_active
-from streamodel.transport import BotocoreTransport, RetryingTransport, RetryPolicy, Transport
+from streamodel.transport import (
+    BotocoreTransport,
+    LeanTransport,
+    RetryingTransport,
+    RetryPolicy,
+    Transport,
+)
 from streamodel.types import Wire
 
 if TYPE_CHECKING:
@@ -50,8 +57,10 @@ class Engine:
 
     ``Engine()`` uses boto3's default session and environment (``AWS_ENDPOINT_URL_DYNAMODB``
     and ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` point it at a local server); ``dynamodb`` and
-    ``dynamodbstreams`` take ready boto3 clients; ``transport`` takes any
-    :class:`~streamodel.transport.Transport` (it is wrapped with ``retry``).
+    ``dynamodbstreams`` take ready boto3 clients; ``transport`` is ``"botocore"`` (boto3
+    clients), ``"lean"`` (:class:`~streamodel.transport.LeanTransport`: signed JSON without
+    botocore's generic parser, same results) or any :class:`~streamodel.transport.Transport`;
+    it defaults to ``$STREAMODEL_TRANSPORT`` or ``"botocore"`` and is wrapped with ``retry``.
     ``table_name_template`` is a format string with ``{table_name}``, or a callable taking
     the model and returning the name, so that one code base can serve several stages.
     """
@@ -63,14 +72,28 @@ class Engine:
         *,
         endpoint_url: str | None = None,
         table_name_template: str | Callable[[type[BaseModel]], str] = "{table_name}",
-        transport: Transport | None = None,
+        transport: Transport | Literal["botocore", "lean"] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         if isinstance(table_name_template, str) and "{table_name}" not in table_name_template:
             raise ValueError("Engine(table_name_template=...) must contain '{table_name}'")
-        if transport is None:
-            transport = BotocoreTransport(dynamodb, dynamodbstreams, endpoint_url=endpoint_url)
-        self.transport: Transport = RetryingTransport(transport, retry)
+        chosen = (
+            os.environ.get("STREAMODEL_TRANSPORT") or "botocore" if transport is None else transport
+        )
+        inner: Transport
+        if chosen == "botocore":
+            inner = BotocoreTransport(dynamodb, dynamodbstreams, endpoint_url=endpoint_url)
+        elif chosen == "lean":
+            inner = LeanTransport(
+                dynamodb=dynamodb, dynamodbstreams=dynamodbstreams, endpoint_url=endpoint_url
+            )
+        elif isinstance(chosen, str):
+            raise ValueError(
+                f"Engine(transport=...) is 'botocore', 'lean' or a Transport, got {chosen!r}"
+            )
+        else:
+            inner = chosen
+        self.transport: Transport = RetryingTransport(inner, retry)
         self.table_name_template = table_name_template
         # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
         self._tables: dict[type[BaseModel], dict[str, Any]] = {}

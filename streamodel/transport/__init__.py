@@ -9,6 +9,16 @@ that comes back is a plain response dict, and every failure is a streamodel erro
 
 from streamodel.transport.base import Service, Transport
 from streamodel.transport.botocore import BotocoreTransport
+from streamodel.transport.lean import LeanTransport, ObservedTransport, OnRequest
 from streamodel.transport.retry import RetryingTransport, RetryPolicy
 
-__all__ = ["BotocoreTransport", "RetryPolicy", "RetryingTransport", "Service", "Transport"]
+__all__ = [
+    "BotocoreTransport",
+    "LeanTransport",
+    "ObservedTransport",
+    "OnRequest",
+    "RetryPolicy",
+    "RetryingTransport",
+    "Service",
+    "Transport",
+]
