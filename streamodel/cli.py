@@ -174,12 +174,173 @@ def cmd_local_install(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# streamodel worker / tail / dead-letters
+# --------------------------------------------------------------------------------------------
+
+
+def _configure_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def add_worker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``streamodel worker MODULE:ATTR``: run the Worker found there until SIGTERM/SIGINT."""
+    parser = subparsers.add_parser(
+        "worker",
+        help="run a streamodel Worker (MODULE:ATTR) until SIGTERM or Ctrl-C",
+        description="Import MODULE:ATTR, which must be a streamodel.stream.Worker, and run it.",
+    )
+    parser.add_argument("target", metavar="MODULE:ATTR", help="where the Worker is defined")
+    parser.add_argument("--group", default=None, help="override the worker's group")
+    parser.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="return once every shard is read to its current end",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a worker; exit 0 after a clean stop (its checkpoints are written by then)."""
+    from streamodel.stream import Worker
+
+    _configure_logging(args.log_level)
+    worker = load_object(args.target)
+    if not isinstance(worker, Worker):
+        raise CLIError(f"{args.target} is a {type(worker).__name__}, not a streamodel Worker")
+    if args.group:
+        worker.group = args.group
+    worker.run(until_caught_up=args.until_caught_up)
+    return 0
+
+
+def add_tail_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``streamodel tail MODULE:MODEL``: print each change of a model as one JSON line."""
+    parser = subparsers.add_parser(
+        "tail",
+        help="print each change of a model live, one JSON line per change",
+        description="Read MODULE:MODEL's change stream with Engine() and print JSON lines.",
+    )
+    parser.add_argument("target", metavar="MODULE:MODEL", help="the model class")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        default="latest",
+        choices=["latest", "trim_horizon"],
+        help="where to start (default latest)",
+    )
+    parser.add_argument("--count", type=int, default=None, help="stop after this many changes")
+    parser.add_argument(
+        "--table-name-template", default="{table_name}", help="as for Engine (default as is)"
+    )
+    parser.set_defaults(func=cmd_tail)
+
+
+def change_json(change: Any) -> str:
+    """One change as a JSON line: old/new through the model's schema."""
+    import json
+
+    schema = change.model.Schema()
+    columns = change.model.Meta.columns_by_name
+    key = {name: columns[name].type._serialize(v, name, None) for name, v in change.key.items()}
+    return json.dumps(
+        {
+            "event": change.event,
+            "model": change.model.__name__,
+            "key": key,
+            "old": None if change.old is None else schema.dump(change.old),
+            "new": None if change.new is None else schema.dump(change.new),
+            "changed": list(change.changed),
+            "sequence_number": change.sequence_number,
+            "shard_id": change.shard_id,
+            "event_id": change.event_id,
+            "created_at": change.created_at.isoformat(),
+            "expired": change.expired,
+        },
+        sort_keys=True,
+    )
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print changes until Ctrl-C, SIGTERM or ``--count``."""
+    from streamodel import BaseModel, Engine
+
+    model = load_object(args.target)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise CLIError(f"{args.target} is not a streamodel model class")
+    engine = Engine(table_name_template=args.table_name_template)
+    stream = engine.stream(model, args.start)
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    printed = 0
+    try:
+        while not stop.is_set() and (args.count is None or printed < args.count):
+            change = next(stream)
+            if change is None:
+                stop.wait(0.2)
+                continue
+            print(change_json(change), flush=True)
+            printed += 1
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return 0
+
+
+def add_dead_letters_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """``streamodel dead-letters GROUP``: list a worker group's dead letters as JSON lines."""
+    parser = subparsers.add_parser(
+        "dead-letters",
+        help="list a worker group's dead letters (JSON lines, oldest first)",
+        description="List the changes a worker group could not handle, with their errors.",
+    )
+    parser.add_argument("group", help="the worker group")
+    parser.add_argument(
+        "--state-table", default=None, help="the worker state table (default streamodel-workers)"
+    )
+    parser.add_argument(
+        "--table-name-template", default="{table_name}", help="as for Engine (default as is)"
+    )
+    parser.set_defaults(func=cmd_dead_letters)
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """Print every dead letter of the group; exit 0 even when there are none."""
+    from streamodel import Engine
+    from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, StateStore, dead_letter_json
+
+    engine = Engine(table_name_template=args.table_name_template)
+    store = StateStore(engine, args.group, table=args.state_table or DEFAULT_STATE_TABLE)
+    count = 0
+    for letter in store.dead_letters():
+        print(dead_letter_json(letter), flush=True)
+        count += 1
+    print(f"{count} dead letter(s) in group {args.group!r}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
 SubparserAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-SUBCOMMANDS: list[SubparserAdder] = [add_local_parser]
+SUBCOMMANDS: list[SubparserAdder] = [
+    add_local_parser,
+    add_worker_parser,
+    add_tail_parser,
+    add_dead_letters_parser,
+]
 """One adder per subcommand, in the order ``--help`` lists them."""
 
 

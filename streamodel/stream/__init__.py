@@ -4,7 +4,8 @@
 subscribers over several models with checkpoints, retries and dead letters.
 """
 
-from streamodel.stream.records import Change, UndecodableRecordError
 from streamodel.stream.reader import Stream
+from streamodel.stream.records import Change, UndecodableRecordError
+from streamodel.stream.worker import DeadLetterInfo, ShardMetrics, Worker
 
-__all__ = ["Change", "Stream", "UndecodableRecordError"]
+__all__ = ["Change", "DeadLetterInfo", "ShardMetrics", "Stream", "UndecodableRecordError", "Worker"]

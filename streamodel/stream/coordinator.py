@@ -251,9 +251,10 @@ class Coordinator:
                 self._finished(shard)
             if self._since is not None:
                 created = _created_at(record)
-                # Creation times are rounded down to the second: a record of the same second
-                # as `since` may be newer than it, so it is delivered rather than lost.
-                if created is not None and created < self._since.replace(microsecond=0):
+                # Creation times are rounded down (to the second on AWS, to the minute on
+                # DynamoDB Local): a record of the same minute as `since` may be newer than
+                # it, so it is delivered rather than lost.
+                if created is not None and created < self._since.replace(second=0, microsecond=0):
                     self.stats.skipped += 1
                     continue
             self.stats.records += 1

@@ -19,7 +19,7 @@ from streamodel.exceptions import StreamodelError
 from streamodel.models import BaseModel, new_instance
 from streamodel.types import Wire
 
-__all__ = ["Change", "EVENTS", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
+__all__ = ["EVENTS", "Change", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
 
 Event = Literal["insert", "modify", "remove"]
 EVENTS: tuple[Event, ...] = ("insert", "modify", "remove")
@@ -78,9 +78,7 @@ class Change:
 def is_ttl_delete(record: Mapping[str, Any]) -> bool:
     """Whether a record is a delete made by TTL (``userIdentity`` of the DynamoDB service)."""
     identity = record.get("userIdentity") or {}
-    return bool(
-        identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
-    )
+    return bool(identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL)
 
 
 def _created_at(value: Any) -> datetime.datetime:

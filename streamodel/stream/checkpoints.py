@@ -1,0 +1,169 @@
+"""Worker state in DynamoDB: one checkpoint item per (group, stream, shard), and dead letters.
+
+The state lives in one table (``streamodel-workers`` by default, named through the engine's
+``table_name_template`` like every table) and is modelled with streamodel itself:
+
+- :class:`ShardState` items, keyed ``("<group>|<stream arn>", shard id)``, hold the last
+  handled sequence number (zero-padded to 40 digits) or the shard-end marker, the parent
+  shard, the owner and a counter. The counter is a version column, so every write is
+  conditional on it: two processes can never silently overwrite each other's checkpoints.
+- :class:`DeadLetter` items, keyed ``("dead|<group>", "<time>|<shard>|<sequence>")``, hold
+  a change that handlers could not take (or a record that did not fit its model), with
+  the error and the raw record, so nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from streamodel.columns import Column
+from streamodel.models import BaseModel, new_base
+from streamodel.types import JSON, DateTime, Integer, String
+
+if TYPE_CHECKING:
+    from streamodel.engine import Engine
+
+__all__ = ["DEFAULT_STATE_TABLE", "SHARD_END", "START_MARKER", "StateStore", "raw_record_json"]
+
+DEFAULT_STATE_TABLE = "streamodel-workers"
+SHARD_END = "SHARD_END"
+# The shard id of the item holding a group's start time ("latest" or a datetime start).
+START_MARKER = "~start"
+
+
+def _state_models(table: str) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The two item kinds of one state table, as models bound to that table name."""
+    base = new_base()
+    state_table = table
+
+    class ShardState(base):  # type: ignore[valid-type, misc]
+        class Meta:
+            table_name = state_table
+            stream = None
+
+        scope = Column(String, hash_key=True, name="pk")
+        shard_id = Column(String, range_key=True, name="sk")
+        stream_arn = Column(String)
+        model = Column(String)
+        checkpoint = Column(String)
+        parent = Column(String)
+        owner = Column(String)
+        counter = Column(Integer, version=True)
+        updated_at = Column(DateTime)
+
+    class DeadLetter(base):  # type: ignore[valid-type, misc]
+        class Meta:
+            table_name = state_table
+            stream = None
+
+        scope = Column(String, hash_key=True, name="pk")
+        sort = Column(String, range_key=True, name="sk")
+        group = Column(String)
+        model = Column(String)
+        shard_id = Column(String)
+        sequence_number = Column(String)
+        event_id = Column(String)
+        error = Column(String)
+        attempts = Column(Integer)
+        record = Column(JSON)
+        created_at = Column(DateTime)
+
+    return ShardState, DeadLetter
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def raw_record_json(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw stream record in Lambda's JSON shape (base64 binaries, epoch-second times)."""
+    result: dict[str, Any] = _json_safe(record)
+    return result
+
+
+class StateStore:
+    """Checkpoints and dead letters of one worker group, in the state table."""
+
+    def __init__(self, engine: Engine, group: str, *, table: str = DEFAULT_STATE_TABLE) -> None:
+        self.engine = engine
+        self.group = group
+        self.ShardState, self.DeadLetter = _state_models(table)
+
+    def setup(self) -> None:
+        """Create the state table if missing (and wait until it is ACTIVE)."""
+        self.engine.bind(self.ShardState)
+        self.engine.bind(self.DeadLetter)
+
+    def scope(self, stream_arn: str) -> str:
+        return f"{self.group}|{stream_arn}"
+
+    def load(self, stream_arn: str) -> dict[str, Any]:
+        """Every shard state of this group on ``stream_arn``, by shard id."""
+        query = self.engine.query(self.ShardState, consistent=True).key(
+            self.ShardState.scope == self.scope(stream_arn)  # type: ignore[attr-defined]
+        )
+        return {state.shard_id: state for state in query}
+
+    def new_state(self, stream_arn: str, shard_id: str, model: str) -> Any:
+        return self.ShardState(
+            scope=self.scope(stream_arn), shard_id=shard_id, stream_arn=stream_arn, model=model
+        )
+
+    def save(self, state: Any, *, at: datetime.datetime | None = None) -> None:
+        """Write one shard state; raises StaleVersionError if another process moved it."""
+        state.updated_at = at or datetime.datetime.now(datetime.UTC)
+        self.engine.save(state)
+
+    def add_dead_letter(
+        self,
+        *,
+        model: str,
+        shard_id: str,
+        sequence_number: str,
+        event_id: str,
+        error: BaseException,
+        attempts: int,
+        record: Mapping[str, Any],
+    ) -> Any:
+        now = datetime.datetime.now(datetime.UTC)
+        letter = self.DeadLetter(
+            scope=f"dead|{self.group}",
+            sort=f"{now.isoformat()}|{shard_id}|{sequence_number}",
+            group=self.group,
+            model=model,
+            shard_id=shard_id,
+            sequence_number=sequence_number,
+            event_id=event_id,
+            error="".join(traceback.format_exception(error)).strip(),
+            attempts=attempts,
+            record=raw_record_json(record),
+            created_at=now,
+        )
+        self.engine.save(letter)
+        return letter
+
+    def dead_letters(self) -> Iterator[Any]:
+        """This group's dead letters, oldest first."""
+        return iter(
+            self.engine.query(self.DeadLetter).key(
+                self.DeadLetter.scope == f"dead|{self.group}"  # type: ignore[attr-defined]
+            )
+        )
+
+
+def dead_letter_json(letter: Any) -> str:
+    """One dead letter as a JSON line (for ``streamodel dead-letters``)."""
+    return json.dumps(type(letter).Schema().dump(letter), sort_keys=True)

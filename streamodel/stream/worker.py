@@ -1,0 +1,506 @@
+"""The worker: runs subscribers over the change streams of several models.
+
+One loop reads every subscribed model's stream (parents before children, in order per
+item), hands each change to the handlers subscribed to its model and event, and writes a
+checkpoint per shard only after every handler for the records up to it succeeded. A
+restarted worker of the same group resumes after its checkpoints, so delivery is
+at-least-once: at most the changes since the last checkpoint are delivered again. Handlers
+get ``change.event_id`` and ``change.sequence_number`` to make their effects idempotent.
+
+A handler that keeps failing is retried ``max_attempts`` times with backoff; then the whole
+change and the error go to the dead-letter destination and the shard moves on (or, with
+``on_failure="stop"``, the worker stops before checkpointing past it). SIGTERM and SIGINT
+stop fetching, let the change in hand finish, checkpoint and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import tenacity
+
+from streamodel.exceptions import InvalidModelError, StaleVersionError
+from streamodel.models import BaseModel
+from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, SHARD_END, START_MARKER, StateStore
+from streamodel.stream.reader import Stream
+from streamodel.stream.records import EVENTS, Change, Event, UndecodableRecordError
+from streamodel.stream.shards import pad_sequence, parse_sequence
+
+if TYPE_CHECKING:
+    from streamodel.engine import Engine
+
+__all__ = ["DeadLetterInfo", "ShardMetrics", "Worker"]
+
+logger = logging.getLogger("streamodel.worker")
+
+Handler = Callable[[Change], Any]
+DeadLetterFn = Callable[["DeadLetterInfo"], Any]
+# An open shard counts as read to its current end after this many empty pages in a row
+# (DynamoDB can need a few calls to cross a sparse part of a shard).
+CAUGHT_UP_EMPTY_POLLS = 2
+
+
+@dataclass
+class DeadLetterInfo:
+    """What a dead-letter destination receives: the change (or undecodable record) and why."""
+
+    group: str
+    model: type[BaseModel]
+    shard_id: str
+    sequence_number: str
+    event_id: str
+    error: BaseException
+    attempts: int
+    record: dict[str, Any]
+    change: Change | None = None
+
+
+@dataclass
+class ShardMetrics:
+    """Per-shard counters a worker keeps (also logged as structured fields)."""
+
+    model: str
+    shard_id: str
+    records: int = 0
+    retries: int = 0
+    dead_letters: int = 0
+    last_sequence: str | None = None
+    last_created_at: datetime | None = None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """now - ApproximateCreationDateTime of the last record handled."""
+        if self.last_created_at is None:
+            return None
+        return (datetime.now(UTC) - self.last_created_at).total_seconds()
+
+
+@dataclass
+class _Subscription:
+    model: type[BaseModel]
+    events: frozenset[str]
+    handler: Handler
+
+
+@dataclass
+class _ModelReader:
+    """One subscribed model's stream, its checkpoint items and what was handled since."""
+
+    model: type[BaseModel]
+    stream_arn: str
+    stream: Stream
+    states: dict[str, Any]
+    # The last handled sequence number per shard (40 digits): the only thing checkpointed,
+    # so a change that was read but not handled is never checkpointed past.
+    handled: dict[str, str] = field(default_factory=dict)
+
+
+class Worker:
+    """A long-running consumer of the change streams of one or more models.
+
+    ``group`` names the consumer: its checkpoints (in the ``state_table`` the worker
+    creates) are shared by every run of the same group. ``start`` is where a group with no
+    checkpoint begins (``"trim_horizon"``, ``"latest"`` or an aware datetime).
+    ``batch_size`` is how many changes are handled between checkpoints. ``max_attempts``
+    bounds the tries per change; ``dead_letter`` is a callable receiving
+    :class:`DeadLetterInfo` (default: stored in the state table, listed by
+    ``streamodel dead-letters GROUP``). ``on_failure="stop"`` stops the worker instead of
+    moving past a change that failed ``max_attempts`` times (strict order).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        group: str,
+        start: Any = "trim_horizon",
+        batch_size: int = 100,
+        max_attempts: int = 5,
+        dead_letter: DeadLetterFn | None = None,
+        on_failure: Literal["dead_letter", "stop"] = "dead_letter",
+        state_table: str = DEFAULT_STATE_TABLE,
+        retry_wait: float = 0.1,
+        retry_wait_max: float = 5.0,
+        idle_wait: float = 0.05,
+        log_interval: float = 30.0,
+    ) -> None:
+        if not group or not isinstance(group, str) or "|" in group:
+            raise ValueError("Worker(group=...) must be a non-empty string without '|'")
+        if batch_size < 1:
+            raise ValueError("Worker(batch_size=...) must be at least 1")
+        if max_attempts < 1:
+            raise ValueError("Worker(max_attempts=...) must be at least 1")
+        if on_failure not in ("dead_letter", "stop"):
+            raise ValueError("Worker(on_failure=...) must be 'dead_letter' or 'stop'")
+        self.engine = engine
+        self.group = group
+        self.start = start
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.on_failure = on_failure
+        self.state_table = state_table
+        self.retry_wait = retry_wait
+        self.retry_wait_max = retry_wait_max
+        self.idle_wait = idle_wait
+        self.log_interval = log_interval
+        self._dead_letter = dead_letter
+        self._subscriptions: list[_Subscription] = []
+        self._stop = threading.Event()
+        self._store: StateStore | None = None
+        self.metrics: dict[tuple[str, str], ShardMetrics] = {}
+        self.running = False
+
+    # -- configuration ------------------------------------------------------------------
+    def subscribe(
+        self, model: type[BaseModel], events: Iterable[Event] = EVENTS
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: ``@worker.subscribe(Model, events=("insert",))`` registers ``fn(change)``."""
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise InvalidModelError(f"subscribe() takes a model class, got {model!r}")
+        meta: Any = model.Meta
+        if meta.abstract:
+            raise InvalidModelError(f"{model.__name__} is abstract and has no stream")
+        if meta.stream_view_type is None:
+            raise InvalidModelError(f"{model.__name__} has Meta.stream = None: nothing to read")
+        chosen = frozenset(events)
+        unknown = sorted(chosen - set(EVENTS))
+        if unknown or not chosen:
+            raise ValueError(f"subscribe(events=...) takes some of {EVENTS}, got {sorted(chosen)}")
+
+        def register(handler: Handler) -> Handler:
+            if not callable(handler):
+                raise TypeError("subscribe() decorates a callable fn(change)")
+            self._subscriptions.append(_Subscription(model, chosen, handler))
+            return handler
+
+        return register
+
+    @property
+    def models(self) -> list[type[BaseModel]]:
+        """The subscribed models, in subscription order."""
+        return list(dict.fromkeys(s.model for s in self._subscriptions))
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = StateStore(self.engine, self.group, table=self.state_table)
+        return self._store
+
+    # -- running ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running worker to stop after the change in hand (thread- and signal-safe)."""
+        self._stop.set()
+
+    def run(self, *, until_caught_up: bool = False) -> None:
+        """Run until :meth:`stop`, SIGTERM or SIGINT (or until caught up, if asked).
+
+        With ``until_caught_up=True`` it returns once every shard is read to its current
+        end and every change up to there is handled and checkpointed.
+        """
+        if not self._subscriptions:
+            raise InvalidModelError("Worker.run(): no subscriptions; use @worker.subscribe")
+        self._stop.clear()
+        with self._signals_stop_worker():
+            self.store.setup()
+            readers = [self._open(model) for model in self.models]
+            self.running = True
+            try:
+                self._loop(readers, until_caught_up)
+            finally:
+                self.running = False
+                self._checkpoint(readers)
+                self._log_metrics()
+
+    def _open(self, model: type[BaseModel]) -> _ModelReader:
+        arn = self.engine.stream_arn(model)
+        states = self.store.load(arn)
+        marker = states.pop(START_MARKER, None)
+        since = marker.updated_at if marker is not None else None
+        position: Any
+        if states:
+            position = {
+                "v": 1,
+                "stream_arn": arn,
+                "since": None if since is None else since.isoformat(),
+                "shards": {
+                    sid: {
+                        "after": None if s.checkpoint in (None, SHARD_END) else s.checkpoint,
+                        "done": s.checkpoint == SHARD_END,
+                        "parent": s.parent,
+                        "start": "trim_horizon",
+                    }
+                    for sid, s in states.items()
+                },
+            }
+        elif since is not None:
+            position = since
+        else:
+            position = self.start
+            self._remember_start(arn, model)
+        stream = Stream(self.engine, model, position)
+        handled = {
+            sid: s.checkpoint for sid, s in states.items() if s.checkpoint not in (None, SHARD_END)
+        }
+        logger.info(
+            "worker %s: reading %s from %s",
+            self.group,
+            model.__name__,
+            "checkpoints" if states else position,
+            extra={"group": self.group, "model": model.__name__, "resumed": bool(states)},
+        )
+        return _ModelReader(model, arn, stream, states, handled)
+
+    def _remember_start(self, stream_arn: str, model: type[BaseModel]) -> None:
+        """Make a "latest" or datetime start durable before anything is checkpointed.
+
+        Without it, a group that started at "latest" and stopped before handling a change
+        would start at "latest" again and miss what came in between. The marker holds the
+        start time; until a shard has a checkpoint, it is read from the oldest record,
+        skipping records created before that time (a second early, to lose nothing).
+        """
+        if self.start == "trim_horizon":
+            return
+        if isinstance(self.start, datetime):
+            since = self.start
+        else:
+            since = datetime.now(UTC) - timedelta(seconds=1)
+        marker = self.store.new_state(stream_arn, START_MARKER, model.__name__)
+        self.store.save(marker, at=since)
+
+    def _loop(self, readers: list[_ModelReader], until_caught_up: bool) -> None:
+        last_log = time.monotonic()
+        while not self._stop.is_set():
+            handled = 0
+            for reader in readers:
+                handled += self._drain(reader)
+                if self._stop.is_set():
+                    return
+            self._checkpoint(readers)
+            if time.monotonic() - last_log >= self.log_interval:
+                self._log_metrics()
+                last_log = time.monotonic()
+            if handled == 0:
+                if until_caught_up and all(self._caught_up(r) for r in readers):
+                    return
+                for reader in readers:
+                    reader.stream.heartbeat()
+                self._stop.wait(self.idle_wait)
+
+    def _drain(self, reader: _ModelReader) -> int:
+        """Handle up to ``batch_size`` changes of one model; return how many."""
+        handled = 0
+        while handled < self.batch_size and not self._stop.is_set():
+            try:
+                change = next(reader.stream)
+            except UndecodableRecordError as error:
+                self._send_dead_letter(
+                    DeadLetterInfo(
+                        self.group,
+                        reader.model,
+                        error.shard_id,
+                        error.sequence_number,
+                        str(error.record.get("eventID", "")),
+                        error,
+                        0,
+                        error.record,
+                    )
+                )
+                self._mark_handled(reader, error.shard_id, error.record)
+                handled += 1
+                continue
+            if change is None:
+                break
+            if not self._handle(reader, change):
+                self._stop.set()  # on_failure="stop": never checkpoint past this change
+                return handled
+            self._mark_handled(reader, change.shard_id, change.record)
+            handled += 1
+        return handled
+
+    def _handle(self, reader: _ModelReader, change: Change) -> bool:
+        """Run every matching handler, with retries; False if the worker must stop."""
+        metrics = self._metrics(reader.model, change.shard_id)
+        for subscription in self._subscriptions:
+            if subscription.model is not change.model or change.event not in subscription.events:
+                continue
+            attempts = 0
+            retrying = tenacity.Retrying(
+                # A stop request ends the retries (and cuts a backoff short): the change is
+                # then neither dead-lettered nor checkpointed, and comes again after a restart.
+                stop=tenacity.stop_after_attempt(self.max_attempts)
+                | tenacity.stop_when_event_set(self._stop),
+                wait=tenacity.wait_random_exponential(
+                    multiplier=self.retry_wait, max=self.retry_wait_max
+                ),
+                sleep=self._pause,
+                reraise=True,
+            )
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        attempts += 1
+                        if attempts > 1:
+                            metrics.retries += 1
+                        subscription.handler(change)
+            except Exception as error:
+                if self._stop.is_set() and attempts < self.max_attempts:
+                    return False
+                logger.error(
+                    "worker %s: handler %s failed %d times on %s %s",
+                    self.group,
+                    getattr(subscription.handler, "__qualname__", subscription.handler),
+                    attempts,
+                    change.shard_id,
+                    change.sequence_number,
+                    exc_info=True,
+                    extra={
+                        "group": self.group,
+                        "model": reader.model.__name__,
+                        "shard_id": change.shard_id,
+                        "sequence_number": change.sequence_number,
+                        "attempts": attempts,
+                    },
+                )
+                if self.on_failure == "stop":
+                    return False
+                self._send_dead_letter(
+                    DeadLetterInfo(
+                        self.group,
+                        reader.model,
+                        change.shard_id,
+                        change.sequence_number,
+                        change.event_id,
+                        error,
+                        attempts,
+                        change.record,
+                        change,
+                    )
+                )
+                metrics.dead_letters += 1
+        return True
+
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _send_dead_letter(self, info: DeadLetterInfo) -> None:
+        # A dead letter that cannot be stored must stop the shard, not vanish: the error
+        # propagates and the worker stops before checkpointing past the change.
+        if self._dead_letter is not None:
+            self._dead_letter(info)
+            return
+        self.store.add_dead_letter(
+            model=info.model.__name__,
+            shard_id=info.shard_id,
+            sequence_number=info.sequence_number,
+            event_id=info.event_id,
+            error=info.error,
+            attempts=info.attempts,
+            record=info.record,
+        )
+
+    def _mark_handled(self, reader: _ModelReader, shard_id: str, record: dict[str, Any]) -> None:
+        data = record.get("dynamodb", {})
+        sequence = str(data.get("SequenceNumber", ""))
+        reader.handled[shard_id] = pad_sequence(parse_sequence(sequence))
+        metrics = self._metrics(reader.model, shard_id)
+        metrics.records += 1
+        metrics.last_sequence = sequence
+        created = data.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):
+            metrics.last_created_at = created
+
+    def _metrics(self, model: type[BaseModel], shard_id: str) -> ShardMetrics:
+        key = (model.__name__, shard_id)
+        metrics = self.metrics.get(key)
+        if metrics is None:
+            metrics = self.metrics[key] = ShardMetrics(model.__name__, shard_id)
+        return metrics
+
+    def _caught_up(self, reader: _ModelReader) -> bool:
+        shards = reader.stream.coordinator.shards
+        for shard in shards.values():
+            if shard.done or shard.buffer:
+                if shard.buffer:
+                    return False
+                continue
+            if shard.empty_streak < CAUGHT_UP_EMPTY_POLLS and not shard.closed:
+                return False
+        return bool(shards)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _checkpoint(self, readers: list[_ModelReader]) -> None:
+        """Write the handled position of every shard that moved or finished since last time."""
+        for reader in readers:
+            for shard_id, entry in reader.stream.token["shards"].items():
+                handled = reader.handled.get(shard_id)
+                if entry["done"] and entry["after"] == handled:
+                    value = SHARD_END  # read to its end and all of it handled
+                elif handled is not None:
+                    value = handled
+                else:
+                    continue
+                state = reader.states.get(shard_id)
+                if state is None:
+                    state = reader.states[shard_id] = self.store.new_state(
+                        reader.stream_arn, shard_id, reader.model.__name__
+                    )
+                if state.checkpoint == value:
+                    continue
+                state.checkpoint = value
+                state.parent = entry.get("parent")
+                try:
+                    self.store.save(state)
+                except StaleVersionError:
+                    logger.error(
+                        "worker %s: checkpoint of %s was moved by another process; stopping",
+                        self.group,
+                        shard_id,
+                    )
+                    self._stop.set()
+                    raise
+
+    def _log_metrics(self) -> None:
+        for metrics in self.metrics.values():
+            lag = metrics.lag_seconds
+            logger.info(
+                "worker %s: %s %s handled %d (retries %d, dead letters %d, lag %s)",
+                self.group,
+                metrics.model,
+                metrics.shard_id,
+                metrics.records,
+                metrics.retries,
+                metrics.dead_letters,
+                "n/a" if lag is None else f"{lag:.1f}s",
+                extra={
+                    "group": self.group,
+                    "model": metrics.model,
+                    "shard_id": metrics.shard_id,
+                    "records": metrics.records,
+                    "retries": metrics.retries,
+                    "dead_letters": metrics.dead_letters,
+                    "lag_seconds": lag,
+                },
+            )
+
+    @contextmanager
+    def _signals_stop_worker(self) -> Iterator[None]:
+        """SIGTERM/SIGINT call :meth:`stop` while running (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: self.stop())
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -1,0 +1,32 @@
+"""A worker application run as a subprocess by the worker tests (``streamodel worker``).
+
+Configured by environment: STREAMODEL_TEST_TEMPLATE (table names), STREAMODEL_TEST_GROUP,
+STREAMODEL_TEST_OUT (a file each handled change is appended to, one line, flushed at once,
+so a SIGKILL loses nothing that was handled).
+"""
+
+from __future__ import annotations
+
+import os
+
+from streamodel import Column, Engine, Integer, String, new_base
+from streamodel.stream import Change, Worker
+
+Base = new_base()
+
+
+class Counter(Base):
+    id = Column(String, hash_key=True)
+    value = Column(Integer)
+
+
+engine = Engine(table_name_template=os.environ.get("STREAMODEL_TEST_TEMPLATE", "{table_name}"))
+worker = Worker(engine, group=os.environ.get("STREAMODEL_TEST_GROUP", "app"), batch_size=20)
+_out = open(os.environ.get("STREAMODEL_TEST_OUT", os.devnull), "a", buffering=1)  # noqa: SIM115 - kept open for the process
+
+
+@worker.subscribe(Counter)
+def record(change: Change) -> None:
+    _out.write(f"{change.sequence_number} {change.event} {change.key['id']}\n")
+    _out.flush()
+    os.fsync(_out.fileno())
