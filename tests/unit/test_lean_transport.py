@@ -1,0 +1,606 @@
+"""LeanTransport over a fake HTTP layer: exact requests, botocore-identical parsing, errors."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+import botocore.credentials
+import botocore.parsers
+import botocore.session
+import pytest
+import urllib3
+
+from streamodel import ConditionFailedError, Engine, TransactionCanceledError
+from streamodel.exceptions import (
+    ResourceNotFoundError,
+    ServerError,
+    ThrottledError,
+    TransportError,
+)
+from streamodel.transport import (
+    LeanTransport,
+    ObservedTransport,
+    RetryingTransport,
+    RetryPolicy,
+)
+from streamodel.transport.lean import LEAN_OPERATIONS
+
+ENDPOINT = "https://dynamodb.example.test"
+Answer = tuple[int, dict[str, str], bytes] | BaseException
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
+    raw = json.dumps(body).encode()
+    return status, {"x-amz-crc32": str(zlib.crc32(raw)), **(headers or {})}, raw
+
+
+class FakeSender:
+    """Records each POST and answers from a queue (a tuple, or an exception to raise)."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def __call__(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        self.sent.append((url, body, headers))
+        answer = self.answers.pop(0) if self.answers else _json(200, {})
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def body(self, index: int = -1) -> Any:
+        return json.loads(self.sent[index][1])
+
+
+def _session(token: str | None = None) -> boto3.Session:
+    return boto3.Session(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        aws_session_token=token,
+        region_name="eu-west-1",
+    )
+
+
+def _lean(*answers: Answer, **options: Any) -> tuple[LeanTransport, FakeSender]:
+    sender = FakeSender(*answers)
+    options.setdefault("session", _session())
+    transport = LeanTransport(endpoint_url=ENDPOINT, sender=sender, **options)
+    return transport, sender
+
+
+def _botocore_parse(service: str, operation: str, raw: bytes) -> dict[str, Any]:
+    """What botocore's own JSON parser makes of a 200 answer (without ResponseMetadata)."""
+    model = botocore.session.get_session().get_service_model(service)
+    shape = model.operation_model(operation).output_shape
+    parsed: dict[str, Any] = botocore.parsers.create_parser("json").parse(
+        {"body": raw, "headers": {}, "status_code": 200}, shape
+    )
+    parsed.pop("ResponseMetadata", None)
+    return parsed
+
+
+def typed(value: Any) -> Any:
+    """``value`` with every leaf's type and repr spelled out, key order ignored."""
+    if isinstance(value, dict):
+        return sorted((key, typed(member)) for key, member in value.items())
+    if isinstance(value, list):
+        return [typed(member) for member in value]
+    return (type(value).__name__, repr(value))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# An item with every place a binary value can hide: top level, sets, maps, lists, nested.
+WIRE_ITEM_JSON = {
+    "pk": {"S": "k1"},
+    "bin": {"B": _b64(b"\x00\x01\xff")},
+    "bins": {"BS": [_b64(b"a"), _b64(b"\xfe")]},
+    "map": {"M": {"inner": {"B": _b64(b"m")}, "deep": {"L": [{"B": _b64(b"l")}, {"N": "1"}]}}},
+    "list": {"L": [{"M": {"b": {"BS": [_b64(b"x")]}}}, {"S": "B"}, {"NULL": True}]},
+    "n": {"N": "12.5"},
+    "flag": {"BOOL": False},
+    "ss": {"SS": ["B", "BS"]},
+}
+WIRE_ITEM = {
+    "pk": {"S": "k1"},
+    "bin": {"B": b"\x00\x01\xff"},
+    "bins": {"BS": [b"a", b"\xfe"]},
+    "map": {"M": {"inner": {"B": b"m"}, "deep": {"L": [{"B": b"l"}, {"N": "1"}]}}},
+    "list": {"L": [{"M": {"b": {"BS": [b"x"]}}}, {"S": "B"}, {"NULL": True}]},
+    "n": {"N": "12.5"},
+    "flag": {"BOOL": False},
+    "ss": {"SS": ["B", "BS"]},
+}
+KEY_JSON = {"pk": {"S": "k1"}, "bin": {"B": _b64(b"\x07")}}
+
+RESPONSES: list[tuple[str, str, dict[str, Any]]] = [
+    ("dynamodb", "GetItem", {"Item": WIRE_ITEM_JSON}),
+    ("dynamodb", "PutItem", {"Attributes": WIRE_ITEM_JSON}),
+    (
+        "dynamodb",
+        "UpdateItem",
+        {
+            "Attributes": WIRE_ITEM_JSON,
+            "ItemCollectionMetrics": {"ItemCollectionKey": KEY_JSON, "SizeEstimateRangeGB": [1]},
+        },
+    ),
+    ("dynamodb", "DeleteItem", {"Attributes": WIRE_ITEM_JSON}),
+    (
+        "dynamodb",
+        "BatchGetItem",
+        {
+            "Responses": {"t1": [WIRE_ITEM_JSON, KEY_JSON], "t2": []},
+            "UnprocessedKeys": {"t1": {"Keys": [KEY_JSON], "ConsistentRead": True}},
+        },
+    ),
+    (
+        "dynamodb",
+        "BatchWriteItem",
+        {
+            "UnprocessedItems": {
+                "t1": [
+                    {"PutRequest": {"Item": WIRE_ITEM_JSON}},
+                    {"DeleteRequest": {"Key": KEY_JSON}},
+                ]
+            },
+            "ItemCollectionMetrics": {"t1": [{"ItemCollectionKey": KEY_JSON}]},
+        },
+    ),
+    (
+        "dynamodb",
+        "Query",
+        {"Items": [WIRE_ITEM_JSON], "Count": 1, "ScannedCount": 1, "LastEvaluatedKey": KEY_JSON},
+    ),
+    ("dynamodb", "Scan", {"Items": [WIRE_ITEM_JSON, KEY_JSON], "Count": 2, "ScannedCount": 9}),
+    ("dynamodb", "TransactGetItems", {"Responses": [{"Item": WIRE_ITEM_JSON}, {}]}),
+    (
+        "dynamodb",
+        "TransactWriteItems",
+        {"ItemCollectionMetrics": {"t1": [{"ItemCollectionKey": KEY_JSON}]}},
+    ),
+    (
+        "dynamodbstreams",
+        "GetRecords",
+        {
+            "Records": [
+                {
+                    "eventID": "e1",
+                    "eventName": "MODIFY",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": 1764000000.123,
+                        "Keys": KEY_JSON,
+                        "NewImage": WIRE_ITEM_JSON,
+                        "OldImage": KEY_JSON,
+                        "SequenceNumber": "100",
+                        "SizeBytes": 10,
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                },
+                {
+                    "eventID": "e2",
+                    "eventName": "REMOVE",
+                    "userIdentity": {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"},
+                    "dynamodb": {"ApproximateCreationDateTime": 1764000001, "Keys": KEY_JSON},
+                },
+            ],
+            "NextShardIterator": "it-2",
+        },
+    ),
+    (
+        "dynamodbstreams",
+        "DescribeStream",
+        {
+            "StreamDescription": {
+                "StreamArn": "arn:aws:dynamodb:eu-west-1:1:table/t1/stream/x",
+                "CreationRequestDateTime": 1764000000.5,
+                "Shards": [
+                    {"ShardId": "s1", "SequenceNumberRange": {"StartingSequenceNumber": "1"}}
+                ],
+            }
+        },
+    ),
+    ("dynamodbstreams", "GetShardIterator", {"ShardIterator": "it-1"}),
+    ("dynamodbstreams", "ListStreams", {"Streams": [{"StreamArn": "a", "TableName": "t1"}]}),
+]
+
+
+@pytest.mark.parametrize(("service", "operation", "body"), RESPONSES, ids=lambda v: str(v)[:20])
+def test_responses_equal_botocores_parse(
+    service: Any, operation: str, body: dict[str, Any]
+) -> None:
+    """Every lean operation's answer is parsed to exactly what botocore's parser gives."""
+    answer = _json(200, body)
+    transport, _ = _lean(answer)
+    lean = transport.call(service, operation, {})
+    assert isinstance(answer, tuple)
+    expected = _botocore_parse(service, operation, answer[2])
+    assert lean == expected
+    assert typed(lean) == typed(expected)  # same types too: bytes, datetimes with one zone
+
+
+def test_fields_outside_botocores_model_are_kept() -> None:
+    """Unlike botocore's parser, fields its model does not name are kept, not dropped.
+
+    Lambda-style lower-case ``userIdentity`` keys are the known case: botocore's model names
+    ``Type``/``PrincipalId`` and turns ``{"type": ..., "principalId": ...}`` into ``{}``.
+    """
+    identity = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    body = {"Records": [{"eventName": "REMOVE", "userIdentity": identity, "dynamodb": {}}]}
+    answer = _json(200, body)
+    transport, _ = _lean(answer)
+    assert isinstance(answer, tuple)
+    assert transport.call("dynamodbstreams", "GetRecords", {})["Records"][0]["userIdentity"] == (
+        identity
+    )
+    assert (
+        _botocore_parse("dynamodbstreams", "GetRecords", answer[2])["Records"][0]["userIdentity"]
+        == {}
+    )
+
+
+def test_every_lean_operation_is_covered_by_the_comparison() -> None:
+    """The botocore comparison above covers each operation sent on the lean path."""
+    covered = {(service, operation) for service, operation, _ in RESPONSES}
+    for service, operations in LEAN_OPERATIONS.items():
+        for operation in operations:
+            assert (service, operation) in covered
+
+
+def test_request_headers_body_and_signature() -> None:
+    """A request is JSON with base64 binaries, the JSON 1.0 target and a SigV4 signature."""
+    transport, sender = _lean()
+    params = {
+        "TableName": "t1",
+        "Item": {"pk": {"S": "é"}, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"a"]}},
+        "ConditionExpression": "attribute_not_exists(#n0)",
+        "ExpressionAttributeNames": {"#n0": "pk"},
+    }
+    transport.call("dynamodb", "PutItem", params)
+    url, body, headers = sender.sent[0]
+    assert url == ENDPOINT + "/"
+    assert json.loads(body) == {
+        "TableName": "t1",
+        "Item": {"pk": {"S": "é"}, "b": {"B": "AP8="}, "bs": {"BS": ["YQ=="]}},
+        "ConditionExpression": "attribute_not_exists(#n0)",
+        "ExpressionAttributeNames": {"#n0": "pk"},
+    }
+    assert params["Item"]["b"] == {"B": b"\x00\xff"}  # the caller's dict is untouched
+    assert headers["Content-Type"] == "application/x-amz-json-1.0"
+    assert headers["X-Amz-Target"] == "DynamoDB_20120810.PutItem"
+    date = headers["X-Amz-Date"]
+    authorization = headers["Authorization"]
+    assert authorization.startswith(
+        f"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{date[:8]}/eu-west-1/dynamodb/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
+    )
+    assert len(authorization.rsplit("Signature=", 1)[1]) == 64
+    assert "X-Amz-Security-Token" not in headers
+    assert set(headers) == {
+        "Content-Type",
+        "X-Amz-Target",
+        "User-Agent",
+        "X-Amz-Date",
+        "Authorization",
+    }
+
+
+def test_signature_is_botocores() -> None:
+    """The signature is the one botocore's SigV4 signer computes for the same request."""
+    import botocore.auth
+    import botocore.awsrequest
+
+    transport, sender = _lean()
+    transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {"pk": {"S": "a"}}})
+    url, body, headers = sender.sent[0]
+    request = botocore.awsrequest.AWSRequest(
+        method="POST",
+        url=url,
+        data=body,
+        headers={k: v for k, v in headers.items() if k not in ("Authorization", "X-Amz-Date")},
+    )
+    signer = botocore.auth.SigV4Auth(
+        botocore.credentials.Credentials("AKIDEXAMPLE", "secret"), "dynamodb", "eu-west-1"
+    )
+    stamp = datetime.datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    request.headers["X-Amz-Date"] = headers["X-Amz-Date"]
+    canonical = signer.canonical_request(request)
+    string_to_sign = signer.string_to_sign(request, canonical)
+    assert stamp.strftime("%Y%m%d") in string_to_sign
+    assert headers["Authorization"].endswith(
+        "Signature=" + signer.signature(string_to_sign, request)
+    )
+
+
+def test_streams_target_and_session_token() -> None:
+    """Streams calls use their own target prefix; a session token is sent and signed."""
+    transport, sender = _lean(session=_session(token="TOKEN"))
+    transport.call("dynamodbstreams", "GetRecords", {"ShardIterator": "it", "Limit": 5})
+    _url, body, headers = sender.sent[0]
+    assert headers["X-Amz-Target"] == "DynamoDBStreams_20120810.GetRecords"
+    assert headers["X-Amz-Security-Token"] == "TOKEN"
+    assert "x-amz-security-token" in headers["Authorization"]
+    assert json.loads(body) == {"ShardIterator": "it", "Limit": 5}
+
+
+class _RotatingCredentials(botocore.credentials.Credentials):
+    """Credentials that change on every freeze, as refreshed credentials do."""
+
+    def __init__(self) -> None:
+        super().__init__("AKID0", "secret")
+        self.count = 0
+
+    def get_frozen_credentials(self) -> botocore.credentials.ReadOnlyCredentials:
+        self.count += 1
+        return botocore.credentials.ReadOnlyCredentials(f"AKID{self.count}", "secret", None)
+
+
+class _Session:
+    def __init__(self, credentials: botocore.credentials.Credentials) -> None:
+        self.inner = _session()
+        self.credentials = credentials
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.client(*args, **kwargs)
+
+    def get_credentials(self) -> botocore.credentials.Credentials:
+        return self.credentials
+
+
+def test_credentials_are_frozen_per_request() -> None:
+    """Each request signs with freshly frozen credentials, so refreshes are respected."""
+    credentials = _RotatingCredentials()
+    transport, sender = _lean(session=_Session(credentials))
+    transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert "Credential=AKID1/" in sender.sent[0][2]["Authorization"]
+    assert "Credential=AKID2/" in sender.sent[1][2]["Authorization"]
+
+
+def test_missing_transact_token_is_filled_like_botocore() -> None:
+    """TransactWriteItems without ClientRequestToken gets one, as botocore's serializer adds."""
+    transport, sender = _lean()
+    transport.call("dynamodb", "TransactWriteItems", {"TransactItems": []})
+    assert len(sender.body()["ClientRequestToken"]) == 36
+    transport.call(
+        "dynamodb", "TransactWriteItems", {"TransactItems": [], "ClientRequestToken": "t"}
+    )
+    assert sender.body()["ClientRequestToken"] == "t"
+
+
+def test_control_plane_is_delegated_to_botocore() -> None:
+    """Operations outside the lean set go through the BotocoreTransport held inside."""
+    transport, sender = _lean()
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Delegate:
+        def call(self, service: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            seen.append((service, operation, params))
+            return {"Table": {"TableName": "t1"}}
+
+    transport.botocore = Delegate()  # type: ignore[assignment]
+    assert transport.call("dynamodb", "DescribeTable", {"TableName": "t1"}) == {
+        "Table": {"TableName": "t1"}
+    }
+    assert seen == [("dynamodb", "DescribeTable", {"TableName": "t1"})]
+    assert sender.sent == []
+
+
+def test_endpoint_and_region_come_from_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without endpoint_url, the AWS_ENDPOINT_URL_* variables or the regional AWS endpoint."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "http://127.0.0.1:9999")
+    transport = LeanTransport(session=_session(), sender=FakeSender())
+    assert transport.endpoints == {
+        "dynamodb": "https://dynamodb.eu-west-1.amazonaws.com/",
+        "dynamodbstreams": "http://127.0.0.1:9999/",
+    }
+    assert transport.region == "eu-west-1"
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_conditional_check_failed_carries_the_item() -> None:
+    """ConditionalCheckFailedException becomes ConditionFailedError with the decoded item."""
+    body = {
+        "__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+        "message": "The conditional request failed",
+        "Item": WIRE_ITEM_JSON,
+    }
+    transport, _ = _lean(_json(400, body))
+    with pytest.raises(ConditionFailedError) as caught:
+        transport.call("dynamodb", "UpdateItem", {"TableName": "t1", "Key": {}})
+    assert caught.value.item == WIRE_ITEM
+    assert "ConditionalCheckFailedException: The conditional request failed" in str(caught.value)
+
+
+def test_transaction_canceled_carries_reasons_and_items() -> None:
+    """TransactionCanceledException gives one reason per item, items decoded."""
+    body = {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+        "CancellationReasons": [
+            {"Code": "None"},
+            {
+                "Code": "ConditionalCheckFailed",
+                "Message": "The conditional request failed",
+                "Item": KEY_JSON,
+            },
+        ],
+    }
+    transport, _ = _lean(_json(400, body))
+    with pytest.raises(TransactionCanceledError) as caught:
+        transport.call("dynamodb", "TransactWriteItems", {"TransactItems": []})
+    assert caught.value.reasons == [
+        {"code": "None", "message": "", "item": None},
+        {
+            "code": "ConditionalCheckFailed",
+            "message": "The conditional request failed",
+            "item": {"pk": {"S": "k1"}, "bin": {"B": b"\x07"}},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"],
+)
+def test_throttling_is_retried_by_the_retrying_transport(code: str) -> None:
+    """Throttling maps to ThrottledError, which RetryingTransport retries, even for writes."""
+    throttled = _json(
+        400, {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "slow"}
+    )
+    transport, sender = _lean(throttled, throttled, _json(200, {}))
+    with pytest.raises(ThrottledError) as caught:
+        transport.call("dynamodb", "PutItem", {"TableName": "t1", "Item": {}})
+    assert caught.value.code == code
+    retrying = RetryingTransport(transport, RetryPolicy(base=0.0001, max_wait=0.001))
+    assert retrying.call("dynamodb", "PutItem", {"TableName": "t1", "Item": {}}) == {}
+    assert len(sender.sent) == 3
+
+
+def test_html_500_is_a_server_error() -> None:
+    """A 5xx without a JSON body is a ServerError coded with the status, as botocore does."""
+    transport, _ = _lean((503, {}, b"<html><body>Service Unavailable</body></html>"))
+    with pytest.raises(ServerError) as caught:
+        transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert caught.value.code == "503"
+    assert "Service Unavailable" in str(caught.value)
+
+
+def test_json_500_is_a_server_error() -> None:
+    """InternalServerError (500 with a JSON body) is a ServerError."""
+    body = {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "oops"}
+    transport, _ = _lean(_json(500, body))
+    with pytest.raises(ServerError) as caught:
+        transport.call("dynamodb", "Query", {"TableName": "t1"})
+    assert caught.value.code == "InternalServerError"
+
+
+def test_other_client_errors_keep_their_code() -> None:
+    """Unknown and known 4xx codes map through errors.error_from_response."""
+    transport, _ = _lean(
+        _json(400, {"__type": "com.amazon.coral.validate#ValidationException", "message": "bad"}),
+        _json(400, {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"}),
+    )
+    with pytest.raises(TransportError) as caught:
+        transport.call("dynamodb", "Scan", {"TableName": "t1"})
+    assert type(caught.value) is TransportError
+    assert caught.value.code == "ValidationException"
+    with pytest.raises(ResourceNotFoundError):
+        transport.call("dynamodb", "Scan", {"TableName": "t1"})
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionResetError(104, "Connection reset by peer"),
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()),
+        urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out."),  # type: ignore[arg-type]
+    ],
+)
+def test_connection_failures_are_server_errors(failure: BaseException) -> None:
+    """Resets and timeouts become ServerError 'Connection': reads retried, writes not."""
+    transport, sender = _lean(failure, _json(200, {"Items": [], "Count": 0}), failure)
+    retrying = RetryingTransport(transport, RetryPolicy(base=0.0001, max_wait=0.001))
+    assert retrying.call("dynamodb", "Query", {"TableName": "t1"}) == {"Items": [], "Count": 0}
+    with pytest.raises(ServerError) as caught:
+        retrying.call("dynamodb", "PutItem", {"TableName": "t1", "Item": {}})
+    assert caught.value.code == "Connection"
+    assert len(sender.sent) == 3  # the write whose outcome is unknown was sent once
+
+
+def test_crc32_mismatch_is_a_server_error() -> None:
+    """A body that does not match DynamoDB's x-amz-crc32 header is refused."""
+    transport, _ = _lean((200, {"x-amz-crc32": "1"}, b"{}"))
+    with pytest.raises(ServerError) as caught:
+        transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert caught.value.code == "CRC32CheckFailed"
+
+
+# -- observability --------------------------------------------------------------------------
+
+
+def test_on_request_reports_operation_table_duration_and_capacity() -> None:
+    """on_request receives each request's operation, table, duration and consumed capacity."""
+    seen: list[tuple[str, str | None, float, Any]] = []
+    capacity = {"TableName": "t1", "CapacityUnits": 1.0}
+    transport, _ = _lean(
+        _json(200, {"ConsumedCapacity": capacity}),
+        _json(400, {"__type": "x#ConditionalCheckFailedException"}),
+        _json(200, {"Responses": {}}),
+        on_request=lambda *args: seen.append(args),
+    )
+    transport.call("dynamodb", "PutItem", {"TableName": "t1", "ReturnConsumedCapacity": "TOTAL"})
+    with pytest.raises(ConditionFailedError):
+        transport.call("dynamodb", "DeleteItem", {"TableName": "t2"})
+    transport.call("dynamodb", "BatchGetItem", {"RequestItems": {"t3": {"Keys": []}}})
+    assert [(op, table, cap) for op, table, _, cap in seen] == [
+        ("PutItem", "t1", capacity),
+        ("DeleteItem", "t2", None),
+        ("BatchGetItem", "t3", None),
+    ]
+    assert all(isinstance(duration, float) and duration >= 0 for _, _, duration, _ in seen)
+
+
+def test_observed_transport_wraps_any_transport() -> None:
+    """ObservedTransport gives the same hook around any transport."""
+    seen: list[tuple[str, str | None, float, Any]] = []
+
+    class Inner:
+        def call(self, service: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            return {"ConsumedCapacity": [{"TableName": "a"}]}
+
+    observed = ObservedTransport(Inner(), lambda *args: seen.append(args))
+    observed.call(
+        "dynamodb",
+        "TransactWriteItems",
+        {"TransactItems": [{"Put": {"TableName": "a"}}, {"Update": {"TableName": "a"}}]},
+    )
+    assert seen[0][0:2] == ("TransactWriteItems", "a")
+    assert seen[0][3] == [{"TableName": "a"}]
+
+
+# -- the engine switch ----------------------------------------------------------------------
+
+
+def _inner(engine: Engine) -> Any:
+    return engine.transport.inner  # type: ignore[attr-defined]
+
+
+def test_engine_transport_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engine(transport="lean"|"botocore"), STREAMODEL_TRANSPORT, and bad names refused."""
+    from streamodel.transport import BotocoreTransport
+
+    monkeypatch.delenv("STREAMODEL_TRANSPORT", raising=False)
+    assert isinstance(_inner(Engine(endpoint_url=ENDPOINT)), BotocoreTransport)
+    assert isinstance(_inner(Engine(endpoint_url=ENDPOINT, transport="lean")), LeanTransport)
+    monkeypatch.setenv("STREAMODEL_TRANSPORT", "lean")
+    lean = _inner(Engine(endpoint_url=ENDPOINT))
+    assert isinstance(lean, LeanTransport)
+    assert lean.endpoints["dynamodb"] == ENDPOINT + "/"
+    assert isinstance(_inner(Engine(transport="botocore")), BotocoreTransport)
+    with pytest.raises(ValueError, match="'botocore', 'lean'"):
+        Engine(transport="fast")  # type: ignore[arg-type]
+
+
+def test_engine_lean_uses_given_clients() -> None:
+    """Engine(client, transport="lean") takes endpoint, region and credentials from the client."""
+    client = _session(token="T").client("dynamodb", endpoint_url="http://127.0.0.1:1")
+    lean = _inner(Engine(client, transport="lean"))
+    assert lean.endpoints["dynamodb"] == "http://127.0.0.1:1/"
+    assert lean.region == "eu-west-1"
+    frozen = lean._credentials.get_frozen_credentials()
+    assert (frozen.access_key, frozen.token) == ("AKIDEXAMPLE", "T")
