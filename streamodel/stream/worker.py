@@ -15,6 +15,7 @@ stop fetching, let the change in hand finish, checkpoint and return.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -36,16 +37,23 @@ from streamodel.stream.shards import pad_sequence, parse_sequence
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
+    from streamodel.transactions import WriteTransaction
 
 __all__ = ["DeadLetterInfo", "ShardMetrics", "Worker"]
 
 logger = logging.getLogger("streamodel.worker")
 
-Handler = Callable[[Change], Any]
+Handler = Callable[..., Any]
+# Completes a transactional delivery: adds the item that records the change as applied.
+Seal = Callable[[Any], None]
 DeadLetterFn = Callable[["DeadLetterInfo"], Any]
 # An open shard counts as read to its current end after this many empty pages in a row
 # (DynamoDB can need a few calls to cross a sparse part of a shard).
 CAUGHT_UP_EMPTY_POLLS = 2
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return str(getattr(handler, "__qualname__", handler))
 
 
 @dataclass
@@ -87,7 +95,9 @@ class ShardMetrics:
 class _Subscription:
     model: type[BaseModel]
     events: frozenset[str]
-    handler: Handler
+    handler: Callable[..., Any]
+    # fn(change, tx): what it writes through tx commits with the checkpoint, all or nothing.
+    transactional: bool = False
 
 
 @dataclass
@@ -160,9 +170,19 @@ class Worker:
 
     # -- configuration ------------------------------------------------------------------
     def subscribe(
-        self, model: type[BaseModel], events: Iterable[Event] = EVENTS
+        self,
+        model: type[BaseModel],
+        events: Iterable[Event] = EVENTS,
+        *,
+        transactional: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Decorator: ``@worker.subscribe(Model, events=("insert",))`` registers ``fn(change)``."""
+        """Decorator: ``@worker.subscribe(Model, events=("insert",))`` registers ``fn(change)``.
+
+        With ``transactional=True`` the handler is ``fn(change, tx)``: what it saves, deletes
+        or checks through ``tx`` commits in one ``TransactWriteItems`` together with the
+        shard's checkpoint, so a change redelivered after a crash has no effect twice
+        (exactly-once for state kept in DynamoDB; at most 99 items of the handler's own).
+        """
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise InvalidModelError(f"subscribe() takes a model class, got {model!r}")
         meta: Any = model.Meta
@@ -178,7 +198,7 @@ class Worker:
         def register(handler: Handler) -> Handler:
             if not callable(handler):
                 raise TypeError("subscribe() decorates a callable fn(change)")
-            self._subscriptions.append(_Subscription(model, chosen, handler))
+            self._subscriptions.append(_Subscription(model, chosen, handler, transactional))
             return handler
 
         return register
@@ -318,74 +338,118 @@ class Worker:
                 continue
             if change is None:
                 break
-            if not self._handle(reader, change):
+            if not self.dispatch(change, seal=functools.partial(self._seal, reader, change)):
                 self._stop.set()  # on_failure="stop": never checkpoint past this change
                 return handled
             self._mark_handled(reader, change.shard_id, change.record)
             handled += 1
         return handled
 
-    def _handle(self, reader: _ModelReader, change: Change) -> bool:
-        """Run every matching handler, with retries; False if the worker must stop."""
-        metrics = self._metrics(reader.model, change.shard_id)
-        for subscription in self._subscriptions:
-            if subscription.model is not change.model or change.event not in subscription.events:
-                continue
-            attempts = 0
-            retrying = tenacity.Retrying(
-                # A stop request ends the retries (and cuts a backoff short): the change is
-                # then neither dead-lettered nor checkpointed, and comes again after a restart.
-                stop=tenacity.stop_after_attempt(self.max_attempts)
-                | tenacity.stop_when_event_set(self._stop),
-                wait=tenacity.wait_random_exponential(
-                    multiplier=self.retry_wait, max=self.retry_wait_max
-                ),
-                sleep=self._pause,
-                reraise=True,
+    def dispatch(self, change: Change, *, seal: Seal | None = None) -> bool:
+        """Hand ``change`` to every handler subscribed to its model and event.
+
+        Plain handlers run one after the other, each retried up to ``max_attempts`` times;
+        transactional handlers share one transaction, which ``seal`` completes (with the
+        checkpoint, or Lambda's tracking item) before it commits, all retried together.
+        A handler that keeps failing sends the change to the dead letters. Returns False when
+        the worker must stop without moving past the change (``on_failure="stop"``, or a
+        stop request during retries).
+        """
+        matching = [
+            s for s in self._subscriptions if s.model is change.model and change.event in s.events
+        ]
+        steps: list[tuple[str, Callable[[], None]]] = [
+            (_name(s.handler), lambda s=s: s.handler(change))  # type: ignore[misc]
+            for s in matching
+            if not s.transactional
+        ]
+        transactional = [s for s in matching if s.transactional]
+        if transactional:
+            names = ", ".join(_name(s.handler) for s in transactional)
+            steps.append((names, lambda: self._run_transaction(change, transactional, seal)))
+        return all(self._attempt(change, name, step) for name, step in steps)
+
+    def _run_transaction(
+        self, change: Change, subscriptions: list[_Subscription], seal: Seal | None
+    ) -> None:
+        from streamodel.transactions import WriteTransaction
+
+        tx = WriteTransaction(self.engine)
+        for subscription in subscriptions:
+            subscription.handler(change, tx)
+        if seal is not None:
+            seal(tx)
+        tx.commit()
+
+    def _attempt(self, change: Change, name: str, step: Callable[[], None]) -> bool:
+        """Run one step with retries; dead-letter it when it keeps failing."""
+        metrics = self._metrics(change.model, change.shard_id)
+        attempts = 0
+        retrying = tenacity.Retrying(
+            # A stop request ends the retries (and cuts a backoff short): the change is
+            # then neither dead-lettered nor checkpointed, and comes again after a restart.
+            stop=tenacity.stop_after_attempt(self.max_attempts)
+            | tenacity.stop_when_event_set(self._stop),
+            wait=tenacity.wait_random_exponential(
+                multiplier=self.retry_wait, max=self.retry_wait_max
+            ),
+            sleep=self._pause,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        metrics.retries += 1
+                    step()
+        except Exception as error:
+            if self._stop.is_set() and attempts < self.max_attempts:
+                return False
+            logger.error(
+                "worker %s: handler %s failed %d times on %s %s",
+                self.group,
+                name,
+                attempts,
+                change.shard_id,
+                change.sequence_number,
+                exc_info=True,
+                extra={
+                    "group": self.group,
+                    "model": change.model.__name__,
+                    "shard_id": change.shard_id,
+                    "sequence_number": change.sequence_number,
+                    "attempts": attempts,
+                },
             )
-            try:
-                for attempt in retrying:
-                    with attempt:
-                        attempts += 1
-                        if attempts > 1:
-                            metrics.retries += 1
-                        subscription.handler(change)
-            except Exception as error:
-                if self._stop.is_set() and attempts < self.max_attempts:
-                    return False
-                logger.error(
-                    "worker %s: handler %s failed %d times on %s %s",
+            if self.on_failure == "stop":
+                return False
+            self._send_dead_letter(
+                DeadLetterInfo(
                     self.group,
-                    getattr(subscription.handler, "__qualname__", subscription.handler),
-                    attempts,
+                    change.model,
                     change.shard_id,
                     change.sequence_number,
-                    exc_info=True,
-                    extra={
-                        "group": self.group,
-                        "model": reader.model.__name__,
-                        "shard_id": change.shard_id,
-                        "sequence_number": change.sequence_number,
-                        "attempts": attempts,
-                    },
+                    change.event_id,
+                    error,
+                    attempts,
+                    change.record,
+                    change,
                 )
-                if self.on_failure == "stop":
-                    return False
-                self._send_dead_letter(
-                    DeadLetterInfo(
-                        self.group,
-                        reader.model,
-                        change.shard_id,
-                        change.sequence_number,
-                        change.event_id,
-                        error,
-                        attempts,
-                        change.record,
-                        change,
-                    )
-                )
-                metrics.dead_letters += 1
+            )
+            metrics.dead_letters += 1
         return True
+
+    def _seal(self, reader: _ModelReader, change: Change, tx: WriteTransaction) -> None:
+        """Put the checkpoint of ``change`` into ``tx``, so both commit or neither does."""
+        state = reader.states.get(change.shard_id)
+        if state is None:
+            state = reader.states[change.shard_id] = self.store.new_state(
+                reader.stream_arn, change.shard_id, reader.model.__name__
+            )
+        state.checkpoint = pad_sequence(parse_sequence(change.sequence_number))
+        state.updated_at = datetime.now(UTC)
+        tx.save(state)
 
     def _pause(self, seconds: float) -> None:
         self._stop.wait(seconds)
