@@ -209,6 +209,15 @@ class Worker:
         return list(dict.fromkeys(s.model for s in self._subscriptions))
 
     @property
+    def lambda_handler(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """A Lambda handler ``(event, context)`` running this worker's subscribers on AWS
+        Lambda's DynamoDB Streams event source mapping (see :mod:`streamodel.stream.aws_lambda`).
+        """
+        from streamodel.stream.aws_lambda import lambda_handler
+
+        return lambda_handler(self)
+
+    @property
     def store(self) -> StateStore:
         if self._store is None:
             self._store = StateStore(self.engine, self.group, table=self.state_table)
