@@ -346,12 +346,12 @@ class DateTime(DynamoType[datetime.datetime]):
                 value = datetime.datetime.fromisoformat(value)
             except ValueError:
                 raise _fail(f"Not a valid ISO-8601 datetime: {value!r}.") from None
-        value = _check_aware(value)
+        checked = _check_aware(value)
         try:
-            value.astimezone(datetime.UTC)  # what dump does; fails near datetime.min/max
+            checked.astimezone(datetime.UTC)  # what dump does; fails near datetime.min/max
         except OverflowError:
-            raise _fail(f"Datetime {value.isoformat()} is out of range in UTC.") from None
-        return value
+            raise _fail(f"Datetime {checked.isoformat()} is out of range in UTC.") from None
+        return checked
 
     def _dump(self, value: datetime.datetime) -> str:
         # isoformat zero-pads the year (strftime's %Y does not below 1000), so the text
