@@ -124,6 +124,8 @@ class Coordinator:
         self._describe_due = True
         # "latest" applies to the open shards of the first successful description.
         self._latest_pending = False
+        # With leases, only the shards this process holds are read (None: every shard).
+        self._owned: set[str] | None = None
         self.move_to(position)
 
     # -- public interface --------------------------------------------------------------------
@@ -214,8 +216,52 @@ class Coordinator:
 
     # -- reading -----------------------------------------------------------------------------
 
+    # -- shard ownership (leases) ------------------------------------------------------------
+
+    def restrict(self, shard_ids: set[str]) -> None:
+        """Read only the given shards from now on (those this process holds leases on)."""
+        self._owned = set(shard_ids)
+
+    def assign(self, shard_id: str, *, after: str | None, done: bool, parent: str | None) -> None:
+        """Start reading ``shard_id`` from a checkpoint (``after``), e.g. a lease just taken.
+
+        The shard's local position is replaced: what another process handled is what counts.
+        """
+        shard = ShardReader(
+            self.transport,
+            self.stream_arn,
+            shard_id,
+            parent,
+            stats=self.stats,
+            after=None if after is None else parse_sequence(after),
+            done=done,
+            limit=self.limit,
+        )
+        self._shards[shard_id] = shard
+        if self._owned is not None:
+            self._owned.add(shard_id)
+
+    def release(self, shard_id: str) -> None:
+        """Stop reading ``shard_id`` (a lease lost or given away); drop what was buffered."""
+        if self._owned is not None:
+            self._owned.discard(shard_id)
+        shard = self._shards.get(shard_id)
+        if shard is not None:
+            shard.buffer.clear()
+            shard.iterator = None
+
+    def mark_done(self, shard_id: str) -> None:
+        """Record that another process read ``shard_id`` to its end (its children may start)."""
+        shard = self._shards.get(shard_id)
+        if shard is not None and not shard.done:
+            shard.buffer.clear()
+            shard.iterator = None
+            shard.closed = shard.done = True
+
     def _readable(self, shard: ShardReader) -> bool:
         if shard.done:
+            return False
+        if self._owned is not None and shard.shard_id not in self._owned:
             return False
         parent = self._shards.get(shard.parent_id) if shard.parent_id is not None else None
         return parent is None or parent.done

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
 
-from streamodel.exceptions import InvalidModelError, StaleVersionError
+from streamodel.exceptions import ConditionFailedError, InvalidModelError
 from streamodel.models import BaseModel
 from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, SHARD_END, START_MARKER, StateStore
+from streamodel.stream.leases import LeaseManager, default_worker_id
 from streamodel.stream.reader import Stream
 from streamodel.stream.records import EVENTS, Change, Event, UndecodableRecordError
 from streamodel.stream.shards import pad_sequence, parse_sequence
@@ -102,15 +103,19 @@ class _Subscription:
 
 @dataclass
 class _ModelReader:
-    """One subscribed model's stream, its checkpoint items and what was handled since."""
+    """One subscribed model's stream, its leases and what was handled since the checkpoint."""
 
     model: type[BaseModel]
     stream_arn: str
     stream: Stream
-    states: dict[str, Any]
-    # The last handled sequence number per shard (40 digits): the only thing checkpointed,
-    # so a change that was read but not handled is never checkpointed past.
+    leases: LeaseManager
+    # The last handled sequence number per held shard (40 digits): the only thing
+    # checkpointed, so a change that was read but not handled is never checkpointed past.
     handled: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def states(self) -> dict[str, Any]:
+        return self.leases.states
 
 
 class Worker:
@@ -141,6 +146,8 @@ class Worker:
         retry_wait_max: float = 5.0,
         idle_wait: float = 0.05,
         log_interval: float = 30.0,
+        failover: float = 10.0,
+        worker_id: str | None = None,
     ) -> None:
         if not group or not isinstance(group, str) or "|" in group:
             raise ValueError("Worker(group=...) must be a non-empty string without '|'")
@@ -161,6 +168,8 @@ class Worker:
         self.retry_wait_max = retry_wait_max
         self.idle_wait = idle_wait
         self.log_interval = log_interval
+        self.failover = failover
+        self.worker_id = worker_id or default_worker_id()
         self._dead_letter = dead_letter
         self._subscriptions: list[_Subscription] = []
         self._stop = threading.Event()
@@ -245,49 +254,60 @@ class Worker:
                 self._loop(readers, until_caught_up)
             finally:
                 self.running = False
-                self._checkpoint(readers)
-                self._log_metrics()
+                try:
+                    self._checkpoint(readers)
+                finally:
+                    # Peers take over at once instead of waiting for the leases to expire.
+                    for reader in readers:
+                        reader.leases.release_all()
+                    self._log_metrics()
 
     def _open(self, model: type[BaseModel]) -> _ModelReader:
         arn = self.engine.stream_arn(model)
         states = self.store.load(arn)
         marker = states.pop(START_MARKER, None)
         since = marker.updated_at if marker is not None else None
-        position: Any
-        if states:
-            position = {
-                "v": 1,
-                "stream_arn": arn,
-                "since": None if since is None else since.isoformat(),
-                "shards": {
-                    sid: {
-                        "after": None if s.checkpoint in (None, SHARD_END) else s.checkpoint,
-                        "done": s.checkpoint == SHARD_END,
-                        "parent": s.parent,
-                        "start": "trim_horizon",
-                    }
-                    for sid, s in states.items()
-                },
-            }
-        elif since is not None:
-            position = since
-        else:
-            position = self.start
-            self._remember_start(arn, model)
-        stream = Stream(self.engine, model, position)
-        handled = {
-            sid: s.checkpoint for sid, s in states.items() if s.checkpoint not in (None, SHARD_END)
-        }
-        logger.info(
-            "worker %s: reading %s from %s",
-            self.group,
-            model.__name__,
-            "checkpoints" if states else position,
-            extra={"group": self.group, "model": model.__name__, "resumed": bool(states)},
+        if since is None and not states:
+            since = self._remember_start(arn, model)
+        # Every shard starts unread; a lease taken later places it at its checkpoint. A group
+        # start time (from "latest" or a datetime) skips older records until then.
+        stream = Stream(self.engine, model, since or "trim_horizon")
+        stream.coordinator.restrict(set())
+        leases = LeaseManager(
+            self.store, arn, model.__name__, self.worker_id, failover=self.failover
         )
-        return _ModelReader(model, arn, stream, states, handled)
+        logger.info(
+            "worker %s (%s): reading %s",
+            self.group,
+            self.worker_id,
+            model.__name__,
+            extra={"group": self.group, "model": model.__name__, "worker_id": self.worker_id},
+        )
+        return _ModelReader(model, arn, stream, leases)
 
-    def _remember_start(self, stream_arn: str, model: type[BaseModel]) -> None:
+    def _maintain_leases(self, reader: _ModelReader) -> None:
+        """One lease round when due; point the reader at the shards it may read now."""
+        coordinator = reader.stream.coordinator
+        if reader.leases.due():
+            shards = [(sid, shard.parent_id) for sid, shard in coordinator.shards.items()]
+            result = reader.leases.run_round(shards)
+            for sid in result.lost:
+                coordinator.release(sid)
+                reader.handled.pop(sid, None)
+            for sid in result.finished_elsewhere:
+                coordinator.mark_done(sid)
+            for sid, state in result.taken.items():
+                checkpoint = state.checkpoint
+                coordinator.assign(
+                    sid,
+                    after=None if checkpoint in (None, SHARD_END) else checkpoint,
+                    done=checkpoint == SHARD_END,
+                    parent=state.parent,
+                )
+                reader.handled.pop(sid, None)
+        coordinator.restrict({sid for sid in reader.leases.held if reader.leases.ready(sid)})
+
+    def _remember_start(self, stream_arn: str, model: type[BaseModel]) -> datetime | None:
         """Make a "latest" or datetime start durable before anything is checkpointed.
 
         Without it, a group that started at "latest" and stopped before handling a change
@@ -296,19 +316,26 @@ class Worker:
         skipping records created before that time (a second early, to lose nothing).
         """
         if self.start == "trim_horizon":
-            return
+            return None
         if isinstance(self.start, datetime):
             since = self.start
         else:
             since = datetime.now(UTC) - timedelta(seconds=1)
         marker = self.store.new_state(stream_arn, START_MARKER, model.__name__)
-        self.store.save(marker, at=since)
+        try:
+            self.store.save(marker, at=since)
+        except ConditionFailedError:
+            # A peer of the group started first: its start time is the group's.
+            marker = self.store.load(stream_arn)[START_MARKER]
+            return marker.updated_at  # type: ignore[no-any-return]
+        return since
 
     def _loop(self, readers: list[_ModelReader], until_caught_up: bool) -> None:
         last_log = time.monotonic()
         while not self._stop.is_set():
             handled = 0
             for reader in readers:
+                self._maintain_leases(reader)
                 handled += self._drain(reader)
                 if self._stop.is_set():
                     return
@@ -450,15 +477,16 @@ class Worker:
         return True
 
     def _seal(self, reader: _ModelReader, change: Change, tx: WriteTransaction) -> None:
-        """Put the checkpoint of ``change`` into ``tx``, so both commit or neither does."""
-        state = reader.states.get(change.shard_id)
-        if state is None:
-            state = reader.states[change.shard_id] = self.store.new_state(
-                reader.stream_arn, change.shard_id, reader.model.__name__
-            )
+        """Put the checkpoint of ``change`` into ``tx``, so both commit or neither does.
+
+        The write is conditioned on the lease's counter (and owner): if another process
+        took the shard meanwhile, the whole transaction is refused.
+        """
+        state = reader.states[change.shard_id]
         state.checkpoint = pad_sequence(parse_sequence(change.sequence_number))
         state.updated_at = datetime.now(UTC)
-        tx.save(state)
+        ShardState: Any = type(state)
+        tx.save(state, condition=ShardState.owner == self.worker_id)
 
     def _pause(self, seconds: float) -> None:
         self._stop.wait(seconds)
@@ -498,47 +526,53 @@ class Worker:
         return metrics
 
     def _caught_up(self, reader: _ModelReader) -> bool:
+        """Every held shard read to its current end and handled, and none left to take.
+
+        Shards held by a peer seen alive are that peer's to finish; a lease whose owner was
+        never seen renewing may belong to a dead process, so it is waited for until it
+        expires and taken.
+        """
+        leases = reader.leases
+        if leases.last_round == float("-inf") or leases.takeable() or leases.awaiting_expiry():
+            return False
         shards = reader.stream.coordinator.shards
-        for shard in shards.values():
-            if shard.done or shard.buffer:
-                if shard.buffer:
-                    return False
-                continue
-            if shard.empty_streak < CAUGHT_UP_EMPTY_POLLS and not shard.closed:
+        for sid in reader.leases.held:
+            shard = shards.get(sid)
+            if shard is None or not reader.leases.ready(sid) or shard.buffer:
                 return False
-        return bool(shards)
+            if not shard.done and not shard.closed and shard.empty_streak < CAUGHT_UP_EMPTY_POLLS:
+                return False
+        return True
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, readers: list[_ModelReader]) -> None:
-        """Write the handled position of every shard that moved or finished since last time."""
+        """Write the handled position of every held shard that moved or finished."""
         for reader in readers:
-            for shard_id, entry in reader.stream.token["shards"].items():
+            entries = reader.stream.token["shards"]
+            for shard_id in sorted(reader.leases.held):
+                entry = entries.get(shard_id)
                 handled = reader.handled.get(shard_id)
-                if entry["done"] and entry["after"] == handled:
+                if entry is not None and entry["done"] and entry["after"] == handled:
                     value = SHARD_END  # read to its end and all of it handled
                 elif handled is not None:
                     value = handled
                 else:
                     continue
-                state = reader.states.get(shard_id)
-                if state is None:
-                    state = reader.states[shard_id] = self.store.new_state(
-                        reader.stream_arn, shard_id, reader.model.__name__
-                    )
+                state = reader.states[shard_id]
                 if state.checkpoint == value:
                     continue
                 state.checkpoint = value
-                state.parent = entry.get("parent")
                 try:
                     self.store.save(state)
-                except StaleVersionError:
-                    logger.error(
-                        "worker %s: checkpoint of %s was moved by another process; stopping",
-                        self.group,
-                        shard_id,
+                except ConditionFailedError:
+                    # The lease moved to another process: stop reading; it resumes from the
+                    # last checkpoint that did land (at-least-once).
+                    logger.warning(
+                        "worker %s: lease on %s lost before its checkpoint", self.group, shard_id
                     )
-                    self._stop.set()
-                    raise
+                    reader.leases.held.discard(shard_id)
+                    reader.stream.coordinator.release(shard_id)
+                    reader.handled.pop(shard_id, None)
 
     def _log_metrics(self) -> None:
         for metrics in self.metrics.values():

@@ -21,7 +21,13 @@ class Counter(Base):
 
 
 engine = Engine(table_name_template=os.environ.get("STREAMODEL_TEST_TEMPLATE", "{table_name}"))
-worker = Worker(engine, group=os.environ.get("STREAMODEL_TEST_GROUP", "app"), batch_size=20)
+worker = Worker(
+    engine,
+    group=os.environ.get("STREAMODEL_TEST_GROUP", "app"),
+    batch_size=20,
+    # Short, so tests that kill workers do not wait long for leases to expire.
+    failover=float(os.environ.get("STREAMODEL_TEST_FAILOVER", "2")),
+)
 _out = open(os.environ.get("STREAMODEL_TEST_OUT", os.devnull), "a", buffering=1)  # noqa: SIM115 - kept open for the process
 
 
