@@ -2,6 +2,16 @@
 and change streams."""
 
 from streamodel import signals
+from streamodel.actions import (
+    add,
+    add_to_set,
+    append,
+    delete_from_set,
+    if_not_exists,
+    prepend,
+    remove,
+)
+from streamodel.batch import BatchWriteError
 from streamodel.columns import Column, GlobalSecondaryIndex, LocalSecondaryIndex
 from streamodel.engine import Engine
 from streamodel.exceptions import (
@@ -37,10 +47,9 @@ from streamodel.types import (
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "JSON",
-    "UUID",
+__all__ = [  # noqa: RUF022  # plain sorted() order, which tests/unit/test_exports.py checks
     "BaseModel",
+    "BatchWriteError",
     "Binary",
     "Boolean",
     "Column",
@@ -54,6 +63,7 @@ __all__ = [
     "InvalidConditionError",
     "InvalidModelError",
     "InvalidPositionError",
+    "JSON",
     "List",
     "LocalSecondaryIndex",
     "Map",
@@ -67,7 +77,15 @@ __all__ = [
     "Timestamp",
     "TransactionCanceledError",
     "TransportError",
+    "UUID",
     "ValidationError",
+    "add",
+    "add_to_set",
+    "append",
+    "delete_from_set",
+    "if_not_exists",
     "new_base",
+    "prepend",
+    "remove",
     "signals",
 ]

@@ -13,8 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamodel.conditions import Comparison, Condition, Exists, NotExists, Value, all_of
-from streamodel.exceptions import ValidationError
+from streamodel.actions import Action, Update, updates_for
+from streamodel.conditions import (
+    Comparison,
+    Condition,
+    Exists,
+    NotExists,
+    Path,
+    Value,
+    all_of,
+)
+from streamodel.exceptions import InvalidConditionError, ValidationError
 from streamodel.models import BaseModel
 from streamodel.schema import check_values
 from streamodel.types import Wire, wire_size
@@ -70,19 +79,37 @@ class SavePlan:
     key: dict[str, Wire]
     sets: list[tuple[Any, Wire]] = field(default_factory=list)  # (column, wire)
     removes: list[Any] = field(default_factory=list)  # columns
+    # Update actions and path updates; their results are read back (``returns``).
+    updates: list[Update] = field(default_factory=list)
     diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     checked: dict[str, Any] = field(default_factory=dict)
     new_version: int | None = None
     version_condition: Condition | None = None
     condition: Condition | None = None
+    returns: str | None = None  # ReturnValues of the UpdateItem, when values are read back
 
     @property
     def writes_nothing(self) -> bool:
-        return not self.sets and not self.removes
+        return not self.sets and not self.removes and not self.updates
+
+    def all_updates(self) -> list[Update]:
+        """Every clause of the ``UpdateExpression``: plain SETs and REMOVEs, then actions."""
+        plain = [Update(c, "SET", "{v[0]}", (w,), computed=False) for c, w in self.sets]
+        plain += [Update(c, "REMOVE", computed=False) for c in self.removes]
+        return [*plain, *self.updates]
 
 
-def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> SavePlan:
-    """The minimal write for ``obj``: changed columns SET, cleared ones REMOVEd."""
+def plan_save(
+    obj: BaseModel,
+    *,
+    condition: Condition | None,
+    atomic: bool,
+    version_check: bool = True,
+    actions: Mapping[Path, Any] | None = None,
+    sync: bool = False,
+) -> SavePlan:
+    """The minimal write for ``obj``: changed columns SET, cleared ones REMOVEd, actions
+    (assigned to columns or given per path in ``actions``) rendered as their clauses."""
     meta = meta_of(obj)
     key = key_of(obj)
     stored = is_stored(obj)
@@ -91,17 +118,22 @@ def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> S
     values = obj._sm_values
     key_names = {c.name for c in meta.keys}
     version = meta.version
+    updates = _bind_actions(obj, actions)
+    # Columns holding an action are not diffed; changes beside actions given per path are,
+    # so that an overlap between the two is refused rather than one silently dropped.
+    acted = {n for n, v in values.items() if isinstance(v, Action)}
 
     candidates = {
         c.name: values.get(c.name)
         for c in meta.columns
         if c.name not in key_names
         and c is not version
+        and c.name not in acted
         and (c.name in touched or (snapshot is not None and c.dynamo_name in snapshot))
     }
     checked = check_values(type(obj), candidates)
     _check_index_keys(meta, checked)
-    plan = SavePlan(obj=obj, key=key, checked=checked)
+    plan = SavePlan(obj=obj, key=key, checked=checked, updates=updates)
     item: dict[str, Wire] = dict(key)
     for column in meta.columns:
         name = column.name
@@ -124,8 +156,13 @@ def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> S
         else:
             plan.sets.append((column, wire))
         plan.diff[name] = (column.type.dynamo_load(old_wire), checked[name])
+    for update in updates:
+        column = update.path.column
+        old = snapshot.get(column.dynamo_name) if snapshot is not None else None
+        new = values.get(column.name) if not update.path.segments else update
+        plan.diff.setdefault(column.name, (column.type.dynamo_load(old), new))
 
-    if version is not None:
+    if version is not None and version_check:
         current = values.get(version.name)
         if current is not None:
             current = check_values(type(obj), {version.name: current})[version.name]
@@ -135,12 +172,13 @@ def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> S
         plan.sets.append((version, wire))
         item[version.dynamo_name] = wire
         plan.diff[version.name] = (current, plan.new_version)
-        plan.version_condition = (
-            NotExists(version)
-            if current is None
-            else Comparison("=", version, Value(version.type.dynamo_dump(current) or {}))
-        )
+        plan.version_condition = _version_is(version, current)
+    elif version is not None:
+        # No check, yet never a rollback: DynamoDB adds 1 to whatever is stored.
+        plan.updates.append(Update(version, "ADD", "{v[0]}", ({"N": "1"},)))
+        plan.diff[version.name] = (values.get(version.name), None)
 
+    _check_overlaps(plan)
     size = wire_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(
@@ -153,7 +191,65 @@ def plan_save(obj: BaseModel, *, condition: Condition | None, atomic: bool) -> S
     plan.condition = all_of(
         condition, plan.version_condition, atomic_condition(obj) if atomic else None
     )
+    # Nested updates return partial documents with UPDATED_NEW: read whole items then.
+    if sync or any(u.path.segments for u in plan.updates):
+        plan.returns = "ALL_NEW"
+    elif plan.updates:
+        plan.returns = "UPDATED_NEW"
     return plan
+
+
+def _version_is(version: Any, current: int | None) -> Condition:
+    if current is None:
+        return NotExists(version)
+    return Comparison("=", version, Value(version.type.dynamo_dump(current) or {}))
+
+
+def _bind_actions(obj: BaseModel, actions: Mapping[Path, Any] | None) -> list[Update]:
+    """Actions assigned to columns, then those given per path; each checked by its type."""
+    meta = meta_of(obj)
+    name = type(obj).__name__
+    targets: list[tuple[Path, Any]] = [
+        (meta.columns_by_name[n], v) for n, v in obj._sm_values.items() if isinstance(v, Action)
+    ]
+    for path, value in (actions or {}).items():
+        if not isinstance(path, Path):
+            raise InvalidConditionError(
+                f"{name}: actions= maps column paths (Model.col or Model.col['k']) to values, "
+                f"got key {path!r}"
+            )
+        if meta.columns_by_name.get(path.column.name) is not path.column:
+            raise InvalidConditionError(f"{path.describe()} is not a column path of {name}")
+        targets.append((path, value))
+    updates = []
+    for path, value in targets:
+        column = path.column
+        if any(column is k for k in meta.keys):
+            raise InvalidConditionError(
+                f"{path.describe()}: key columns cannot be updated (they identify the item)"
+            )
+        if column is meta.version:
+            raise InvalidConditionError(
+                f"{path.describe()}: the version column is managed by streamodel; "
+                "use save(version_check=False) to skip its check"
+            )
+        updates.append(updates_for(path, value))
+    return updates
+
+
+def _check_overlaps(plan: SavePlan) -> None:
+    """DynamoDB refuses two updates of overlapping document paths; say which ones."""
+    seen: list[Update] = []
+    for update in plan.all_updates():
+        for other in seen:
+            shorter = min(len(update.key), len(other.key))
+            if update.key[:shorter] == other.key[:shorter]:
+                raise InvalidConditionError(
+                    f"{other.path.describe()} and {update.path.describe()} overlap: one save "
+                    "cannot update a document path and a path inside it (or the same path "
+                    "twice); the first may be a column changed on the object"
+                )
+        seen.append(update)
 
 
 def _check_index_keys(meta: Any, checked: dict[str, Any]) -> None:
@@ -196,24 +292,26 @@ def atomic_condition(obj: BaseModel) -> Condition:
 
 
 def delete_condition(
-    obj: BaseModel, *, condition: Condition | None, atomic: bool
+    obj: BaseModel, *, condition: Condition | None, atomic: bool, version_check: bool = True
 ) -> Condition | None:
     """User condition AND the version check AND (with ``atomic``) the snapshot check."""
     meta = meta_of(obj)
     version = meta.version
     version_condition: Condition | None = None
-    if version is not None:
+    if version is not None and version_check:
         current = obj._sm_values.get(version.name)
-        version_condition = (
-            NotExists(version)
-            if current is None
-            else Comparison("=", version, Value(version.type.dynamo_dump(current) or {}))
-        )
+        if isinstance(current, Action):
+            raise InvalidConditionError(f"{type(obj).__name__}.{version.name} holds an action")
+        version_condition = _version_is(version, current)
     return all_of(condition, version_condition, atomic_condition(obj) if atomic else None)
 
 
-def mark_saved(plan: SavePlan) -> None:
-    """After a successful save: the object holds the checked values, and knows them stored."""
+def mark_saved(plan: SavePlan, returned: Mapping[str, Wire] | None = None) -> None:
+    """After a successful save: the object holds the checked values, and knows them stored.
+
+    ``returned`` is the ``Attributes`` DynamoDB sent back (``plan.returns``); columns that
+    DynamoDB computed but did not send back (a transaction) are left unknown.
+    """
     obj = plan.obj
     meta = meta_of(obj)
     snapshot = dict(obj._sm_snapshot or {}) if is_stored(obj) else {}
@@ -228,6 +326,22 @@ def mark_saved(plan: SavePlan) -> None:
         snapshot[version.dynamo_name] = version.type.dynamo_dump(plan.new_version)
     obj._sm_snapshot = snapshot
     obj._sm_touched = set()
+    if plan.returns == "ALL_NEW" and returned is not None:
+        fill(obj, returned)
+    else:
+        for update in plan.updates:
+            column = update.path.column
+            if plan.returns == "UPDATED_NEW" and returned is not None:
+                wire = returned.get(column.dynamo_name)
+                obj._sm_values[column.name] = column.type.dynamo_load(wire)
+                snapshot[column.dynamo_name] = wire
+            else:
+                obj._sm_values[column.name] = None
+                snapshot.pop(column.dynamo_name, None)
+    if returned is not None:
+        for name, (old, _) in list(plan.diff.items()):
+            if name in {u.path.column.name for u in plan.updates}:
+                plan.diff[name] = (old, obj._sm_values.get(name))
 
 
 def mark_deleted(obj: BaseModel) -> None:

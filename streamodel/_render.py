@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from streamodel.types import Wire
 
 if TYPE_CHECKING:
+    from streamodel.actions import Update
     from streamodel.conditions import Condition
 
 
@@ -77,3 +78,25 @@ def update_expression(
     if delete:
         clauses.append("DELETE " + ", ".join(f"{p} {v}" for p, v in delete))
     return " ".join(clauses) or None
+
+
+def render_updates(r: Renderer, updates: Sequence[Update]) -> str | None:
+    """An ``UpdateExpression`` of update clauses, grouped SET, REMOVE, ADD, DELETE.
+
+    Each group is rendered in the order given, path before values, so placeholders are
+    numbered as they appear in the expression.
+    """
+    groups: dict[str, list[Update]] = {"SET": [], "REMOVE": [], "ADD": [], "DELETE": []}
+    for update in updates:
+        groups[update.clause].append(update)
+    set_: list[tuple[str, str]] = []
+    for u in groups["SET"]:
+        path = u.path.render(r)
+        set_.append((path, u.render(path, [r.value(w) for w in u.values])))
+    remove = [u.path.render(r) for u in groups["REMOVE"]]
+    pairs: dict[str, list[tuple[str, str]]] = {"ADD": [], "DELETE": []}
+    for clause, out in pairs.items():
+        for u in groups[clause]:
+            path = u.path.render(r)
+            out.append((path, u.render(path, [r.value(w) for w in u.values])))
+    return update_expression(r, set_=set_, remove=remove, add=pairs["ADD"], delete=pairs["DELETE"])

@@ -77,7 +77,10 @@ class Comparable(Operand):
         raise NotImplementedError
 
     def _compare(self, op: str, value: Any) -> Condition:
-        return Comparison(op, self, self._operand(value))
+        operand = self._operand(value)
+        if op not in ("=", "<>"):
+            _require_ordered(self, operand, op)
+        return Comparison(op, self, operand)
 
     def __eq__(self, value: Any) -> Condition:  # type: ignore[override]
         return self._compare("=", value)
@@ -98,7 +101,19 @@ class Comparable(Operand):
         return self._compare(">=", value)
 
     def between(self, low: Any, high: Any) -> Condition:
-        return Between(self, self._operand(low), self._operand(high))
+        lo, hi = self._operand(low), self._operand(high)
+        _require_ordered(self, lo, "BETWEEN")
+        _require_ordered(self, hi, "BETWEEN")
+        if isinstance(lo, Value) and isinstance(hi, Value):
+            from streamodel.evaluate import _compare
+
+            if _compare(">", lo.wire, hi.wire):
+                # DynamoDB refuses the whole request rather than matching nothing.
+                raise InvalidConditionError(
+                    f"{self.describe()}.between({low!r}, {high!r}): the lower bound is above "
+                    "the upper bound"
+                )
+        return Between(self, lo, hi)
 
     def in_(self, *values: Any) -> Condition:
         if len(values) == 1 and isinstance(values[0], list | tuple | set | frozenset):
@@ -240,7 +255,24 @@ class Path(Comparable):
         return AttributeType(self, tag)
 
     def size(self) -> Size:
+        typ = self.type
+        if typ is not None and typ.backing_type in ("N", "BOOL"):
+            raise InvalidConditionError(
+                f"{self.describe()}.size(): size() applies to strings, binary, sets, lists "
+                f"and maps, not {type(typ).__name__}"
+            )
         return Size(self)
+
+
+def _require_ordered(operand: Operand, value: Operand, op: str) -> None:
+    """DynamoDB orders only strings, numbers and binary; it refuses other literal values."""
+    if isinstance(value, Value):
+        tag = next(iter(value.wire))
+        if tag not in ("S", "N", "B"):
+            raise InvalidConditionError(
+                f"{operand.describe()} {op} {value.describe()}: only strings, numbers and "
+                f"binary values can be ordered, not {tag}"
+            )
 
 
 class Size(Comparable):
@@ -289,6 +321,17 @@ class Condition:
     def paths(self) -> Iterable[Path]:
         """Every column path this condition reads."""
         return ()
+
+    def evaluate(self, obj_or_values: Any) -> bool:
+        """Whether this condition holds on an item holding ``obj_or_values`` (a model object,
+        or a mapping of column names to values), decided as DynamoDB would decide it.
+
+        See :mod:`streamodel.evaluate`; ``streamodel.evaluate.evaluate(condition, item)``
+        takes a raw stored item instead.
+        """
+        from streamodel.evaluate import evaluate, item_of
+
+        return evaluate(self, item_of(self, obj_or_values))
 
 
 def _check(other: Any) -> Condition:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import tenacity
 
@@ -14,17 +14,19 @@ from streamodel._diff import (
     SavePlan,
     delete_condition,
     fill,
+    is_stored,
     key_of,
     mark_deleted,
     mark_saved,
     meta_of,
     plan_save,
 )
-from streamodel._render import Renderer, update_expression
+from streamodel._render import Renderer, render_updates
 from streamodel.columns import Index
-from streamodel.conditions import Condition
+from streamodel.conditions import Condition, Path
 from streamodel.exceptions import (
     ConditionFailedError,
+    InvalidConditionError,
     InvalidModelError,
     MissingObjectsError,
     ResourceNotFoundError,
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from streamodel.transactions import ReadTransaction, WriteTransaction
 
 __all__ = ["Engine"]
+
+M = TypeVar("M", bound=BaseModel)
 
 BATCH_GET_LIMIT = 100
 
@@ -192,44 +196,72 @@ class Engine:
 
     # -- writes -----------------------------------------------------------------------
     def save(
-        self, *objs: BaseModel, condition: Condition | None = None, atomic: bool = False
+        self,
+        *objs: BaseModel,
+        condition: Condition | None = None,
+        atomic: bool = False,
+        version_check: bool = True,
+        sync: bool = False,
+        actions: Mapping[Path, Any] | None = None,
+        replace: bool = False,
     ) -> None:
         """Save each object with one conditional ``UpdateItem`` of only what changed.
 
         Every object is validated before anything is sent. ``condition`` must hold on the
         stored item; ``atomic=True`` also requires the stored item to be exactly what this
-        object last loaded or saved. A version column adds an optimistic version check.
+        object last loaded or saved. A version column adds an optimistic version check;
+        ``version_check=False`` skips it and lets DynamoDB add 1 to the stored version.
+        ``actions`` maps column paths (``Model.col``, ``Model.doc["k"][0]``) to values or
+        update actions (:mod:`streamodel.actions`), applied to every object. Values DynamoDB
+        computes are read back into the object; ``sync=True`` reads the whole stored item.
+        ``replace=True`` writes each object as a whole item instead, replacing what is
+        stored (``BatchWriteItem``, 25 per call; no conditions, versions or actions).
         """
-        plans = [plan_save(_model_object(obj), condition=condition, atomic=atomic) for obj in objs]
-        for plan in plans:
-            self._save_one(plan)
+        if replace:
+            from streamodel.batch import BatchWriter
 
-    def _save_one(self, plan: SavePlan) -> None:
+            if condition is not None or atomic or actions or sync:
+                raise InvalidConditionError(
+                    "save(replace=True) writes whole items with BatchWriteItem, which takes "
+                    "no condition, atomic, actions or sync"
+                )
+            BatchWriter(self).put([_model_object(obj) for obj in objs])
+            return
+        plans = [
+            plan_save(
+                _model_object(obj),
+                condition=condition,
+                atomic=atomic,
+                version_check=version_check,
+                actions=actions,
+                sync=sync,
+            )
+            for obj in objs
+        ]
+        for plan in plans:
+            self._save_one(plan, force=sync)
+
+    def _save_one(self, plan: SavePlan, *, force: bool = False) -> None:
         obj = plan.obj
         model = type(obj)
-        if plan.writes_nothing and plan.condition is None and obj._sm_snapshot is not None:
-            from streamodel._diff import is_stored
-
-            if is_stored(obj):
-                return  # known to be stored as it is: no write needed
+        if not force and plan.writes_nothing and plan.condition is None and is_stored(obj):
+            return  # known to be stored as it is: no write needed
         signals.before_save.send(model, engine=self, obj=obj, diff=plan.diff)
         request = self.update_request(plan)
+        if plan.returns is not None:
+            request["ReturnValues"] = plan.returns
         try:
-            self.transport.call("dynamodb", "UpdateItem", request)
+            response = self.transport.call("dynamodb", "UpdateItem", request)
         except ConditionFailedError as error:
             raise self._condition_error(obj, plan.version_condition is not None, error) from None
-        mark_saved(plan)
+        mark_saved(plan, response.get("Attributes") if plan.returns else None)
         signals.object_saved.send(model, engine=self, obj=obj, diff=plan.diff)
 
     def update_request(self, plan: SavePlan) -> dict[str, Any]:
-        """The ``UpdateItem`` parameters for a save plan."""
+        """The ``UpdateItem`` parameters for a save plan (without ``ReturnValues``)."""
         r = Renderer()
         request: dict[str, Any] = {"TableName": self.table_name(type(plan.obj)), "Key": plan.key}
-        expression = update_expression(
-            r,
-            set_=[(r.path(c.dynamo_name), r.value(wire)) for c, wire in plan.sets],
-            remove=[r.path(c.dynamo_name) for c in plan.removes],
-        )
+        expression = render_updates(r, plan.all_updates())
         if expression is not None:
             request["UpdateExpression"] = expression
         if plan.condition is not None:
@@ -238,31 +270,112 @@ class Engine:
         request.update(r.params())
         return request
 
+    def delete_request(
+        self,
+        obj: BaseModel,
+        *,
+        condition: Condition | None = None,
+        atomic: bool = False,
+        version_check: bool = True,
+    ) -> dict[str, Any]:
+        """The ``DeleteItem`` parameters for ``obj`` under its conditions."""
+        cond = delete_condition(
+            obj, condition=condition, atomic=atomic, version_check=version_check
+        )
+        r = Renderer()
+        request: dict[str, Any] = {"TableName": self.table_name(type(obj)), "Key": key_of(obj)}
+        if cond is not None:
+            request["ConditionExpression"] = r.condition(cond)
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        request.update(r.params())
+        return request
+
     def delete(
-        self, *objs: BaseModel, condition: Condition | None = None, atomic: bool = False
+        self,
+        *objs: BaseModel,
+        condition: Condition | None = None,
+        atomic: bool = False,
+        version_check: bool = True,
     ) -> None:
-        """Delete each object's item, under ``condition``, its version, and ``atomic``."""
-        requests = []
-        for obj in objs:
-            obj = _model_object(obj)
-            cond = delete_condition(obj, condition=condition, atomic=atomic)
-            r = Renderer()
-            request: dict[str, Any] = {"TableName": self.table_name(type(obj)), "Key": key_of(obj)}
-            if cond is not None:
-                request["ConditionExpression"] = r.condition(cond)
-                request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-            request.update(r.params())
-            requests.append((obj, request))
+        """Delete each object's item, under ``condition``, its version, and ``atomic``.
+
+        Several deletes without any condition go in ``BatchWriteItem`` calls (25 per call):
+        a batch delete is exactly an unconditional ``DeleteItem``.
+        """
+        requests = [
+            (
+                obj,
+                self.delete_request(
+                    obj, condition=condition, atomic=atomic, version_check=version_check
+                ),
+            )
+            for obj in map(_model_object, objs)
+        ]
+        plain = [obj for obj, request in requests if "ConditionExpression" not in request]
+        if len(plain) > 1:
+            from streamodel.batch import BatchWriter
+
+            BatchWriter(self).delete(plain)
+            requests = [(o, r) for o, r in requests if "ConditionExpression" in r]
         for obj, request in requests:
             model = type(obj)
             signals.before_delete.send(model, engine=self, obj=obj)
             try:
                 self.transport.call("dynamodb", "DeleteItem", request)
             except ConditionFailedError as error:
-                versioned = meta_of(obj).version is not None
+                versioned = version_check and meta_of(obj).version is not None
                 raise self._condition_error(obj, versioned, error) from None
             mark_deleted(obj)
             signals.object_deleted.send(model, engine=self, obj=obj)
+
+    def update(
+        self,
+        obj: M,
+        fn: Callable[[M], object],
+        *,
+        retries: int = 10,
+        condition: Condition | None = None,
+        backoff: float = 0.01,
+        max_backoff: float = 1.0,
+    ) -> M:
+        """Read, modify and save ``obj`` until no other writer got in between.
+
+        Each attempt loads the stored item into ``obj`` (a consistent read), calls
+        ``fn(obj)`` to change it (values or update actions), and saves it under
+        ``condition``. The save is checked by the version column, or, for a model without
+        one, by ``atomic=True``; when another writer changed the item meanwhile
+        (:class:`StaleVersionError`) it waits a random time below an exponentially
+        growing bound (full jitter) and tries again, at most ``retries`` more times, then
+        raises the last error. Returns ``obj``, saved. A missing item raises
+        :class:`MissingObjectsError`.
+        """
+        target = _model_object(obj)
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"update(retries=...) must be an int >= 0, got {retries!r}")
+        versioned = meta_of(target).version is not None
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(StaleVersionError),
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=tenacity.wait_random_exponential(multiplier=backoff, max=max_backoff),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                self.load(target, consistent=True)
+                fn(obj)
+                try:
+                    self.save(target, condition=condition, atomic=not versioned)
+                except StaleVersionError:
+                    raise
+                except ConditionFailedError as error:
+                    if versioned or not _changed_since_load(target, error.item):
+                        raise  # the caller's own condition failed: retrying cannot help
+                    raise StaleVersionError(
+                        f"{type(target).__name__}: the stored item changed since it was loaded",
+                        obj=target,
+                        item=error.item,
+                    ) from None
+        return obj
 
     @staticmethod
     def _condition_error(
@@ -378,6 +491,14 @@ class Engine:
         from streamodel.stream import Stream
 
         return Stream(self, model, position)
+
+
+def _changed_since_load(obj: BaseModel, item: Mapping[str, Wire] | None) -> bool:
+    """Whether the stored ``item`` differs from what ``obj`` last loaded."""
+    if item is None:
+        return True
+    snapshot = obj._sm_snapshot or {}
+    return any(item.get(name) != wire for name, wire in snapshot.items())
 
 
 class _Unprocessed(StreamodelError):

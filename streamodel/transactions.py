@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamodel import signals
 from streamodel._diff import (
     SavePlan,
-    delete_condition,
     fill,
     is_stored,
     key_of,
@@ -18,7 +18,7 @@ from streamodel._diff import (
     plan_save,
 )
 from streamodel._render import Renderer
-from streamodel.conditions import Condition
+from streamodel.conditions import Condition, Path
 from streamodel.exceptions import (
     InvalidConditionError,
     MissingObjectsError,
@@ -70,10 +70,29 @@ class WriteTransaction(_Transaction):
         self._entries: list[tuple[str, BaseModel, SavePlan | None]] = []
 
     def save(
-        self, *objs: BaseModel, condition: Condition | None = None, atomic: bool = False
+        self,
+        *objs: BaseModel,
+        condition: Condition | None = None,
+        atomic: bool = False,
+        version_check: bool = True,
+        actions: Mapping[Path, Any] | None = None,
     ) -> None:
+        """Save each object in the transaction, as ``engine.save`` would.
+
+        Versions are checked and advanced as in ``engine.save``. A transaction returns no
+        values, so columns updated by actions (and a version advanced with
+        ``version_check=False``) read as ``None`` after the commit until loaded again.
+        """
         for obj in objs:
-            plan = plan_save(obj, condition=condition, atomic=atomic)
+            if not isinstance(obj, BaseModel):
+                raise TypeError(f"expected a model object, got {obj!r}")
+            plan = plan_save(
+                obj,
+                condition=condition,
+                atomic=atomic,
+                version_check=version_check,
+                actions=actions,
+            )
             request = self.engine.update_request(plan)
             if "UpdateExpression" in request:
                 kind = "Update"
@@ -92,17 +111,17 @@ class WriteTransaction(_Transaction):
             self._entries.append(("save", obj, plan))
 
     def delete(
-        self, *objs: BaseModel, condition: Condition | None = None, atomic: bool = False
+        self,
+        *objs: BaseModel,
+        condition: Condition | None = None,
+        atomic: bool = False,
+        version_check: bool = True,
     ) -> None:
         for obj in objs:
-            key = self._claim(obj)
-            cond = delete_condition(obj, condition=condition, atomic=atomic)
-            r = Renderer()
-            request: dict[str, Any] = {"TableName": self.engine.table_name(type(obj)), "Key": key}
-            if cond is not None:
-                request["ConditionExpression"] = r.condition(cond)
-                request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-            request.update(r.params())
+            self._claim(obj)
+            request = self.engine.delete_request(
+                obj, condition=condition, atomic=atomic, version_check=version_check
+            )
             self._items.append({"Delete": request})
             self._entries.append(("delete", obj, None))
 
@@ -194,6 +213,7 @@ def _with_objects(
         if reason.get("code") not in (None, "None") and obj is not None:
             culprits.append(
                 f"{entries[i][0]} {type(obj).__name__} {meta_key(obj)}: {reason['code']}"
+                + _stale_note(obj, reason.get("item"))
             )
     message = "transaction cancelled" + (": " + "; ".join(culprits) if culprits else f": {error}")
     return TransactionCanceledError(message, reasons=reasons)
@@ -201,3 +221,15 @@ def _with_objects(
 
 def meta_key(obj: BaseModel) -> dict[str, Any]:
     return {c.name: obj._sm_values.get(c.name) for c in meta_of(obj).keys}
+
+
+def _stale_note(obj: BaseModel, item: Mapping[str, Any] | None) -> str:
+    """Say so when the failed item's stored version is not the object's."""
+    version = meta_of(obj).version
+    if version is None:
+        return ""
+    stored = None
+    if item is not None and version.dynamo_name in item:
+        stored = version.type.dynamo_load(item[version.dynamo_name])
+    mine = obj._sm_values.get(version.name)
+    return "" if stored == mine else f" (stale version: stored {stored}, object has {mine})"

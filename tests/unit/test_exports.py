@@ -55,14 +55,9 @@ SIGNALS = [
 ]
 
 
-def _isort_key(name: str) -> tuple[int, str]:
-    # ruff's RUF022 "isort-style" order: CONSTANTS, then Classes, then functions/modules.
-    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
-
-
 def test_all_is_sorted_and_resolves() -> None:
-    """streamodel.__all__ is sorted (isort-style, as ruff keeps it) and every name exists."""
-    assert streamodel.__all__ == sorted(streamodel.__all__, key=_isort_key)
+    """streamodel.__all__ is in plain sorted() order and every name exists."""
+    assert streamodel.__all__ == sorted(streamodel.__all__)
     assert len(set(streamodel.__all__)) == len(streamodel.__all__)
     for name in streamodel.__all__:
         assert hasattr(streamodel, name), name
