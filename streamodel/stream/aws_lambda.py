@@ -1,0 +1,620 @@
+"""Run a :class:`~streamodel.stream.Worker`'s subscribers on AWS Lambda's DynamoDB Streams
+event source mapping.
+
+``worker.lambda_handler`` (or :func:`lambda_handler`) is a function ``(event, context)`` to use
+as the Lambda handler. For each record of the event it:
+
+1. finds the subscribed model(s) by table: the table name in ``eventSourceARN``
+   (``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL``) is compared with
+   ``worker.engine.table_name(model)``;
+2. turns Lambda's JSON (binary values as base64 text, the creation time as epoch seconds) into
+   the shape botocore gives the self-hosted reader (:func:`botocore_record`) and decodes it with
+   the one decoder, :func:`~streamodel.stream.records.decode_record`, so the :class:`Change` is
+   identical, type for type, to what ``engine.stream`` yields; sends ``change_received``;
+3. hands it to :meth:`Worker.dispatch`, the worker's own dispatch (same handlers, same dead
+   letter destination), with one attempt per invocation (``attempts_per_invocation``): Lambda
+   retries the batch, so retrying inside the invocation mostly burns billed time;
+4. stops at the first record that fails and returns ``{"batchItemFailures":
+   [{"itemIdentifier": <its SequenceNumber>}]}``: Lambda then retries from that record and
+   nothing after it was handled, so order is kept (unlike Powertools' batch processor, which
+   handles the rest of the batch anyway). A batch that went through returns
+   ``{"batchItemFailures": []}``.
+
+Where the shard is: Lambda's event does not name the shard. Every record of one invocation
+comes from one shard, and Lambda keeps the records of one item (partition and sort key) in
+order even with ``ParallelizationFactor`` > 1, but sequence numbers are comparable only within
+a shard, and several shards of one stream are processed concurrently. So the state this module
+keeps is scoped by ``eventSourceARN`` and keyed by what Lambda orders:
+
+- exactly-once tracking (transactional subscribers) is one item per *item key* and model,
+  holding the last applied sequence number, zero-padded to 40 digits;
+- the failure counter is one item per record (``eventID``).
+
+``Change.shard_id`` of a change delivered by Lambda is the ``eventSourceARN``.
+
+Delivery guarantees:
+
+- Plain subscribers ``fn(change)``: at-least-once, in order per item. A retried batch
+  (after a failure, a timeout or a crash) delivers again the records from Lambda's checkpoint.
+- Transactional subscribers ``fn(change, tx)``: exactly-once effects for what they write through
+  ``tx``. The transaction also writes the item's tracking item, conditioned on it not existing
+  or holding an older sequence number; a record whose sequence number is already recorded is
+  skipped without calling the transactional handlers. This relies on the records of one item
+  reaching the function in stream order, which Lambda guarantees per item for every
+  ``ParallelizationFactor``, and on DynamoDB numbering the records of one item in the order it
+  publishes them (across a shard's end and its child shard too).
+- A record that fails is counted in the state table (one atomic, version-conditioned write per
+  failed invocation); when ``worker.max_attempts`` invocations failed on it, the whole change
+  goes to the worker's dead-letter destination and the batch moves on. With
+  ``Worker(on_failure="stop")`` it is never skipped: the batch fails at it until it succeeds.
+  A record that does not fit its model (:class:`UndecodableRecordError`) is dead-lettered at
+  once, as the worker does.
+
+:class:`LocalEventSourceMapping` emulates the event source mapping over a (DynamoDB Local)
+stream for tests: batches of one shard, partial batch responses, retries from the reported
+record, and redelivery of a whole batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import datetime
+import decimal
+import hashlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from streamodel import signals
+from streamodel.columns import Column
+from streamodel.exceptions import (
+    InvalidModelError,
+    MissingObjectsError,
+    StaleVersionError,
+    TransactionCanceledError,
+)
+from streamodel.models import BaseModel, new_base
+from streamodel.stream.checkpoints import raw_record_json
+from streamodel.stream.coordinator import Coordinator, Position
+from streamodel.stream.records import Change, UndecodableRecordError, decode_record
+from streamodel.stream.shards import pad_sequence, parse_sequence
+from streamodel.stream.worker import DeadLetterInfo, Worker
+from streamodel.types import DateTime, Integer, String
+
+if TYPE_CHECKING:
+    from streamodel.engine import Engine
+    from streamodel.transactions import WriteTransaction
+
+__all__ = [
+    "Invocation",
+    "LambdaHandler",
+    "LocalEventSourceMapping",
+    "botocore_record",
+    "lambda_event",
+    "lambda_handler",
+    "lambda_record",
+    "table_name_from_arn",
+]
+
+logger = logging.getLogger("streamodel.lambda")
+
+LambdaEvent = Mapping[str, Any]
+LambdaResponse = dict[str, Any]
+LambdaFunction = Callable[[dict[str, Any], Any], Any]
+# How many times a counter write retries when another invocation moved it meanwhile.
+_COUNTER_RETRIES = 10
+
+
+# -- Lambda JSON <-> botocore shapes -----------------------------------------------------------
+def table_name_from_arn(arn: str) -> str:
+    """The table name in a stream ARN ``arn:aws:dynamodb:R:A:table/NAME/stream/LABEL``."""
+    parts = arn.split(":", 5)
+    resource = parts[5] if len(parts) == 6 else ""
+    pieces = resource.split("/")
+    if parts[0] != "arn" or len(pieces) < 2 or pieces[0] != "table" or not pieces[1]:
+        raise ValueError(f"not a DynamoDB table or stream ARN: {arn!r}")
+    return pieces[1]
+
+
+def _from_base64(value: Any) -> bytes:
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+
+def _attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    """One attribute value from Lambda's JSON to botocore's shape (idempotent)."""
+    if len(value) != 1:
+        raise ValueError(f"not an attribute value: {value!r}")
+    ((tag, raw),) = value.items()
+    if tag == "B":
+        return {"B": _from_base64(raw)}
+    if tag == "BS":
+        return {"BS": [_from_base64(v) for v in raw]}
+    if tag == "M":
+        return {"M": {k: _attribute(v) for k, v in raw.items()}}
+    if tag == "L":
+        return {"L": [_attribute(v) for v in raw]}
+    # S, N, SS, NS (numbers stay strings in both shapes), BOOL, NULL.
+    return {tag: copy.deepcopy(raw)}
+
+
+def _image(image: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _attribute(value) for name, value in image.items()}
+
+
+def _epoch_to_datetime(value: Any) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+    if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
+        raise ValueError(f"ApproximateCreationDateTime is {value!r}")
+    return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+
+
+def botocore_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record of a Lambda DynamoDB Streams event in the shape GetRecords gives through botocore.
+
+    Binary values (``B``, ``BS``, inside ``M`` and ``L`` too) become ``bytes``; numbers stay
+    strings; ``ApproximateCreationDateTime`` (epoch seconds) becomes an aware datetime. A record
+    without it (AWS's documented sample event has none) gets the time it was converted. The
+    other fields (``eventSourceARN``, ``userIdentity``, ...) are kept as they are.
+    """
+    result = copy.deepcopy(dict(record))
+    data = dict(result.get("dynamodb") or {})
+    for name in ("Keys", "NewImage", "OldImage"):
+        if data.get(name) is not None:
+            data[name] = _image(data[name])
+    created = data.get("ApproximateCreationDateTime")
+    data["ApproximateCreationDateTime"] = (
+        datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        if created is None
+        else _epoch_to_datetime(created)
+    )
+    result["dynamodb"] = data
+    return result
+
+
+def lambda_record(
+    record: Mapping[str, Any], *, event_source_arn: str, aws_region: str = "us-east-1"
+) -> dict[str, Any]:
+    """A botocore-shaped stream record as Lambda puts it in an event (the inverse of
+    :func:`botocore_record`): base64 binaries, epoch-second numbers, ``eventSourceARN``."""
+    result = raw_record_json(record)
+    data = result.setdefault("dynamodb", {})
+    created = data.get("ApproximateCreationDateTime")
+    if isinstance(created, float) and created.is_integer():
+        data["ApproximateCreationDateTime"] = int(created)  # Lambda sends whole seconds as ints
+    result["eventSourceARN"] = event_source_arn
+    result["awsRegion"] = aws_region
+    result["eventSource"] = "aws:dynamodb"
+    result.setdefault("eventVersion", "1.1")
+    return result
+
+
+def lambda_event(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A Lambda DynamoDB Streams event holding ``records`` (already in Lambda's JSON shape),
+    round-tripped through JSON as Lambda's runtime would deliver it."""
+    loaded: dict[str, Any] = json.loads(json.dumps({"Records": list(records)}))
+    return loaded
+
+
+# -- state items -------------------------------------------------------------------------------
+def _tracking_models(table: str) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The two item kinds this module keeps in the worker's state table."""
+    base = new_base()
+    state_table = table
+
+    class AppliedChange(base):  # type: ignore[valid-type, misc]
+        """The last change of one item that transactional subscribers applied."""
+
+        class Meta:
+            table_name = state_table
+            stream = None
+
+        scope = Column(String, hash_key=True, name="pk")
+        sort = Column(String, range_key=True, name="sk")
+        model = Column(String)
+        item_key = Column(String)
+        applied = Column(String)  # sequence number, 40 digits: string order = number order
+        event_id = Column(String)
+        updated_at = Column(DateTime)
+
+    class RecordAttempts(base):  # type: ignore[valid-type, misc]
+        """How many invocations failed on one record (the version column is the count)."""
+
+        class Meta:
+            table_name = state_table
+            stream = None
+
+        scope = Column(String, hash_key=True, name="pk")
+        sort = Column(String, range_key=True, name="sk")
+        model = Column(String)
+        sequence_number = Column(String)
+        error = Column(String)
+        counter = Column(Integer, version=True)
+        updated_at = Column(DateTime)
+
+    return AppliedChange, RecordAttempts
+
+
+def _item_ident(record: Mapping[str, Any]) -> tuple[str, str]:
+    """A canonical text of the record's key and a fixed-size digest of it."""
+    keys = raw_record_json(record.get("dynamodb", {}).get("Keys") or {})
+    text = json.dumps(keys, sort_keys=True, separators=(",", ":"))
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- the handler -------------------------------------------------------------------------------
+class LambdaHandler:
+    """The Lambda handler ``(event, context) -> {"batchItemFailures": [...]}`` of one worker.
+
+    Made by :func:`lambda_handler` (or ``worker.lambda_handler``); see the module docstring.
+    Create it once, at import time of the function module, so a warm container keeps the
+    engine's connections and the state table check.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        attempts_per_invocation: int = 1,
+        time_margin: float = 1.0,
+    ) -> None:
+        if attempts_per_invocation < 1:
+            raise ValueError("attempts_per_invocation must be at least 1")
+        self.worker = worker
+        self.attempts_per_invocation = attempts_per_invocation
+        self.time_margin = time_margin
+        self.AppliedChange, self.RecordAttempts = _tracking_models(worker.state_table)
+        self._ready = False
+
+    @property
+    def engine(self) -> Engine:
+        return self.worker.engine
+
+    def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
+        records = list(event.get("Records") or [])
+        # Route every record first: a table no subscription reads is a deployment error,
+        # reported before anything of the batch is handled.
+        routed = [(record, self.models_for(record)) for record in records]
+        for index, (record, models) in enumerate(routed):
+            sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+            if index and self._out_of_time(context):
+                logger.warning(
+                    "lambda: stopping before %s, the invocation is running out", sequence
+                )
+                return _failed_at(sequence)
+            for model in models:
+                try:
+                    done = self._handle(model, record)
+                except Exception:
+                    logger.exception("lambda: record %s of %s failed", sequence, model.__name__)
+                    done = False
+                if not done:
+                    return _failed_at(sequence)
+        return {"batchItemFailures": []}
+
+    def models_for(self, record: Mapping[str, Any]) -> list[type[BaseModel]]:
+        """The subscribed models whose table the record comes from (by ``eventSourceARN``)."""
+        table = table_name_from_arn(str(record.get("eventSourceARN", "")))
+        models = [m for m in self.worker.models if self.engine.table_name(m) == table]
+        if not models:
+            raise InvalidModelError(
+                f"no subscription of worker {self.worker.group!r} reads table {table!r} "
+                f"(subscribed: {[self.engine.table_name(m) for m in self.worker.models]})"
+            )
+        return models
+
+    # -- one record --------------------------------------------------------------------------
+    def _handle(self, model: type[BaseModel], record: Mapping[str, Any]) -> bool:
+        """Dispatch one record to one model's subscribers; False: stop the batch here."""
+        worker = self.worker
+        arn = str(record.get("eventSourceARN", ""))
+        sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+        raw = botocore_record(record)
+        try:
+            change = decode_record(model, raw, shard_id=arn, sequence_number=sequence)
+        except UndecodableRecordError as error:
+            self._dead_letter(
+                DeadLetterInfo(
+                    worker.group,
+                    model,
+                    arn,
+                    sequence,
+                    str(record.get("eventID", "")),
+                    error,
+                    0,
+                    error.record,
+                )
+            )
+            return True
+        signals.change_received.send(model, change=change)
+
+        subscriptions = [
+            s
+            for s in worker._subscriptions
+            if s.model is model and change.event in s.events and s.transactional
+        ]
+        skip_transactional = bool(subscriptions) and self._applied(change)
+        if skip_transactional:
+            logger.info("lambda: %s already applied; transactional handlers skipped", change)
+        failures: list[DeadLetterInfo] = []
+        sealed: list[BaseModel] = []
+        view = self._view(failures, with_transactional=not skip_transactional)
+        if not view.dispatch(change, seal=lambda tx: self._seal(change, tx, sealed)):
+            return False
+        # Another delivery of this record committed first: the change is applied.
+        failures = [f for f in failures if not _lost_race(f.error, sealed)]
+        if not failures:
+            return True
+        if worker.on_failure == "stop":
+            return False
+        attempts = self._count_failure(change, failures[0].error)
+        if attempts < worker.max_attempts:
+            logger.warning(
+                "lambda: %s failed (%d of %d invocations); Lambda retries from it",
+                change,
+                attempts,
+                worker.max_attempts,
+            )
+            return False
+        for info in failures:
+            info.attempts = attempts
+            self._dead_letter(info)
+        return True
+
+    def _view(self, failures: list[DeadLetterInfo], *, with_transactional: bool) -> Worker:
+        """The worker as one invocation dispatches with it: few attempts, failures collected."""
+        view = copy.copy(self.worker)
+        view.max_attempts = self.attempts_per_invocation
+        view.on_failure = "dead_letter"
+        view._dead_letter = failures.append
+        if not with_transactional:
+            view._subscriptions = [s for s in self.worker._subscriptions if not s.transactional]
+        return view
+
+    def _dead_letter(self, info: DeadLetterInfo) -> None:
+        self._setup()
+        self.worker._send_dead_letter(info)
+
+    # -- state -------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        if not self._ready:
+            self.worker.store.setup()
+            self.engine.bind(self.AppliedChange)
+            self.engine.bind(self.RecordAttempts)
+            self._ready = True
+
+    def _scope(self, change: Change) -> str:
+        return f"lambda|{self.worker.group}|{change.shard_id}"
+
+    def _position(self, change: Change) -> tuple[BaseModel, str]:
+        key_text, digest = _item_ident(change.record)
+        position = self.AppliedChange(
+            scope=self._scope(change), sort=f"applied|{change.model.__name__}|{digest}"
+        )
+        return position, key_text
+
+    def _applied(self, change: Change) -> bool:
+        """Whether the transactional subscribers already applied this change (or a later one)."""
+        self._setup()
+        position, _ = self._position(change)
+        try:
+            self.engine.load(position, consistent=True)
+        except MissingObjectsError:
+            return False
+        applied: str | None = getattr(position, "applied", None)
+        return applied is not None and applied >= _padded(change.sequence_number)
+
+    def _seal(self, change: Change, tx: WriteTransaction, sealed: list[BaseModel]) -> None:
+        """Add the item's tracking item to ``tx``: the commit fails if this change (or a
+        later one) was applied already."""
+        self._setup()
+        position, key_text = self._position(change)
+        padded = _padded(change.sequence_number)
+        applied: Any = self.AppliedChange.applied  # type: ignore[attr-defined]
+        position.model = change.model.__name__  # type: ignore[attr-defined]
+        position.item_key = key_text  # type: ignore[attr-defined]
+        position.applied = padded  # type: ignore[attr-defined]
+        position.event_id = change.event_id  # type: ignore[attr-defined]
+        position.updated_at = datetime.datetime.now(datetime.UTC)  # type: ignore[attr-defined]
+        tx.save(position, condition=applied.is_(None) | (applied < padded))
+        sealed.append(position)
+
+    def _count_failure(self, change: Change, error: BaseException) -> int:
+        """Count one more failed invocation on this record; return the count."""
+        self._setup()
+        for _ in range(_COUNTER_RETRIES):
+            attempts = self.RecordAttempts(
+                scope=self._scope(change), sort=f"attempts|{change.event_id}"
+            )
+            with contextlib.suppress(MissingObjectsError):
+                self.engine.load(attempts, consistent=True)
+            attempts.model = change.model.__name__  # type: ignore[attr-defined]
+            attempts.sequence_number = change.sequence_number  # type: ignore[attr-defined]
+            attempts.error = f"{type(error).__name__}: {error}"[:1000]  # type: ignore[attr-defined]
+            attempts.updated_at = datetime.datetime.now(datetime.UTC)  # type: ignore[attr-defined]
+            try:
+                self.engine.save(attempts)  # the version column makes this a counter
+            except StaleVersionError:
+                continue
+            count: int = attempts.counter  # type: ignore[attr-defined]
+            return count
+        raise StaleVersionError(f"attempt counter of {change} kept moving")
+
+    def _out_of_time(self, context: Any) -> bool:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return callable(remaining) and remaining() < self.time_margin * 1000
+
+
+def _padded(sequence: str) -> str:
+    return pad_sequence(parse_sequence(sequence))
+
+
+def _failed_at(sequence: str) -> LambdaResponse:
+    return {"batchItemFailures": [{"itemIdentifier": sequence}]}
+
+
+def _lost_race(error: BaseException, sealed: list[BaseModel]) -> bool:
+    """Whether a transaction failed only because its tracking item already held this change."""
+    if not isinstance(error, TransactionCanceledError) or not sealed:
+        return False
+    codes = {
+        "tracking" if r.get("obj") is sealed[-1] else "other": r.get("code")
+        for r in error.reasons
+        if r.get("code") not in (None, "None")
+    }
+    return codes == {"tracking": "ConditionalCheckFailed"}
+
+
+def lambda_handler(
+    worker: Worker, *, attempts_per_invocation: int = 1, time_margin: float = 1.0
+) -> LambdaHandler:
+    """The Lambda handler ``(event, context)`` running ``worker``'s subscribers.
+
+    ``attempts_per_invocation`` is how often a failing handler is tried within one invocation
+    (Lambda retries the batch anyway; ``worker.max_attempts`` counts failed invocations).
+    When ``context.get_remaining_time_in_millis()`` drops below ``time_margin`` seconds, the
+    batch stops before the next record and reports it, instead of timing out (a timeout makes
+    Lambda retry the whole batch).
+    """
+    return LambdaHandler(
+        worker, attempts_per_invocation=attempts_per_invocation, time_margin=time_margin
+    )
+
+
+# -- a local event source mapping ----------------------------------------------------------------
+@dataclass
+class Invocation:
+    """One call of the function by :class:`LocalEventSourceMapping`."""
+
+    event: dict[str, Any]
+    response: Any = None
+    error: BaseException | None = None
+
+    @property
+    def sequence_numbers(self) -> list[str]:
+        return [str(r["dynamodb"]["SequenceNumber"]) for r in self.event["Records"]]
+
+
+class LocalEventSourceMapping:
+    """Emulates Lambda's DynamoDB Streams event source mapping over real streams (for tests).
+
+    It reads ``models``' streams (DynamoDB Local's, through the engine) from ``start``, turns
+    records into Lambda's JSON shape and calls ``function(event, context)`` with batches of
+    at most ``batch_size`` records of one shard, oldest shard first, as the real mapping
+    does with ``FunctionResponseTypes=["ReportBatchItemFailures"]``: a batch whose response
+    lists failures is retried from the lowest reported sequence number (that record and the
+    ones after it; those before count as done); a response naming a record not in the batch,
+    or a function that raises, retries the whole batch. Unlike the real mapping it calls the
+    function for one shard at a time and never gives up on a batch (no
+    ``MaximumRetryAttempts``): the function's own dead letters must end a poison record.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        models: type[BaseModel] | Sequence[type[BaseModel]],
+        function: LambdaFunction,
+        *,
+        batch_size: int = 100,
+        start: Position = "trim_horizon",
+        region: str = "us-east-1",
+    ) -> None:
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError("batch_size must be 1 to 10000 (Lambda's limit)")
+        self.engine = engine
+        self.function = function
+        self.batch_size = batch_size
+        self.region = region
+        chosen = [models] if isinstance(models, type) else list(models)
+        self._readers = [Coordinator(engine.transport, engine.stream_arn(m), start) for m in chosen]
+        self._pending: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self.invocations: list[Invocation] = []
+
+    def poll(self, *, timeout: float = 30.0) -> None:
+        """Read every stream to its current end into the pending batches."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        for reader in self._readers:
+            while True:
+                raw = reader.next_record()
+                if raw is not None:
+                    queue = self._pending.setdefault((reader.stream_arn, raw.shard_id), deque())
+                    queue.append(
+                        lambda_record(
+                            raw.record, event_source_arn=reader.stream_arn, aws_region=self.region
+                        )
+                    )
+                    continue
+                if _caught_up(reader) or time.monotonic() > deadline:
+                    break
+
+    def invoke_next(self) -> Invocation | None:
+        """Call the function once with the oldest pending batch; None when nothing is pending."""
+        for queue in self._pending.values():
+            if queue:
+                break
+        else:
+            return None
+        batch = [queue[i] for i in range(min(self.batch_size, len(queue)))]
+        invocation = self._invoke(batch)
+        done = _done_count(batch, invocation)
+        for _ in range(done):
+            queue.popleft()
+        return invocation
+
+    def run(self, *, max_invocations: int = 1000) -> list[Invocation]:
+        """Poll, then invoke until nothing is pending; return this run's invocations."""
+        self.poll()
+        made: list[Invocation] = []
+        while True:
+            if len(made) >= max_invocations:
+                raise RuntimeError(f"still failing after {max_invocations} invocations")
+            invocation = self.invoke_next()
+            if invocation is None:
+                return made
+            made.append(invocation)
+
+    def redeliver(self, invocation: Invocation) -> Invocation:
+        """Call the function again with the same event (Lambda may deliver a batch twice,
+        e.g. after a timeout); the pending batches are not changed."""
+        return self._invoke(invocation.event["Records"])
+
+    def _invoke(self, records: Sequence[Mapping[str, Any]]) -> Invocation:
+        invocation = Invocation(lambda_event(records))
+        try:
+            invocation.response = self.function(copy.deepcopy(invocation.event), None)
+        except Exception as error:  # the real mapping retries the batch; so do we
+            invocation.error = error
+        self.invocations.append(invocation)
+        return invocation
+
+
+def _caught_up(reader: Coordinator) -> bool:
+    shards = reader.shards
+    for shard in shards.values():
+        if shard.buffer:
+            return False
+        if not (shard.done or shard.closed) and shard.empty_streak < 2:
+            return False
+    return bool(shards)
+
+
+def _done_count(batch: Sequence[Mapping[str, Any]], invocation: Invocation) -> int:
+    """How many records of ``batch`` the mapping counts as done after ``invocation``."""
+    if invocation.error is not None:
+        return 0
+    response = invocation.response
+    failures = response.get("batchItemFailures") if isinstance(response, Mapping) else None
+    if not failures:
+        return len(batch)
+    sequences = [str(r["dynamodb"]["SequenceNumber"]) for r in batch]
+    reported = [str(f.get("itemIdentifier", "")) for f in failures if isinstance(f, Mapping)]
+    if not reported or any(s not in sequences for s in reported):
+        return 0  # an unknown identifier: Lambda retries the whole batch
+    return min(sequences.index(s) for s in reported)
