@@ -46,6 +46,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
 	if find tests/benchmarks -name 'test_*.py' -o -name '*_test.py' 2>/dev/null | grep -q .; then \
 		$(BIN)/python -m pytest tests/benchmarks -q -s; \
 	elif [ -f tests/benchmarks/run.py ]; then \

@@ -26,6 +26,7 @@ import binascii
 import datetime
 import http.client
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -111,7 +112,8 @@ class Urllib3Sender:
     """POSTs over urllib3 keep-alive pools, one per endpoint, with no retries of its own.
 
     Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``, ...) and certificates
-    from botocore's default bundle (or ``ca_bundle``), as botocore does.
+    from ``ca_bundle``, ``AWS_CA_BUNDLE`` or botocore's default bundle (a ``ca_bundle`` set
+    in an AWS config profile is not read here: pass it explicitly).
     """
 
     def __init__(
@@ -126,7 +128,9 @@ class Urllib3Sender:
             "maxsize": max_connections,
             "retries": False,
             "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            "ca_certs": ca_bundle or botocore.httpsession.get_cert_path(True),
+            "ca_certs": ca_bundle
+            or os.environ.get("AWS_CA_BUNDLE")
+            or botocore.httpsession.get_cert_path(True),
         }
         self._managers: dict[str | None, urllib3.PoolManager] = {}
         self._pools: dict[str, tuple[urllib3.connectionpool.HTTPConnectionPool, str]] = {}
