@@ -12,9 +12,10 @@ that counter value. Owners renew (bump the counter) every ``failover / 4`` secon
 
 Balance: each process aims at ``ceil(open shards / live owners)`` leases; it takes free or
 expired leases first, then steals at most ``max_steal`` per round from the most loaded owner
-if that owner holds more than its share. A stolen lease is read only after a grace period
-(half the failover time), by which its previous owner has tried to renew, failed and stopped;
-so no shard is read by two processes of a group at once. Children are taken only after their
+if that owner holds more than its share (or exactly its share while this process is more than
+one lease short), so counts end at most one apart. A stolen lease is read only after a grace
+period (half the failover time), by which its previous owner has tried to renew, failed and
+stopped; so no shard is read by two processes of a group at once. Children are taken only after their
 parent's lease shows the shard end.
 """
 
@@ -190,7 +191,10 @@ class LeaseManager:
         stolen = 0
         while len(mine) < target and stolen < self.max_steal and live:
             victim = max(live, key=lambda o: len(live[o]))
-            if len(live[victim]) <= target:
+            # As KCL does: steal from an owner above its share, or at its share when this
+            # process is more than one lease short (7 shards over 3: 3,3,1 becomes 3,2,2).
+            need = target - len(mine)
+            if len(live[victim]) < target or (len(live[victim]) == target and need <= 1):
                 break
             sid = sorted(live[victim])[-1]
             live[victim].remove(sid)

@@ -1,0 +1,50 @@
+"""A worker app with a transactional projection: a count of changes per key.
+
+Each change increments ``Seen.count`` for its key in the same transaction as the shard's
+checkpoint, so however often the process is killed, every change is counted exactly once.
+Environment: STREAMODEL_TEST_TEMPLATE, STREAMODEL_TEST_GROUP, STREAMODEL_TEST_FAILOVER.
+"""
+
+from __future__ import annotations
+
+import os
+
+from streamodel import Column, Engine, Integer, MissingObjectsError, String, new_base
+from streamodel.stream import Change, Worker
+from streamodel.transactions import WriteTransaction
+
+Base = new_base()
+
+
+class Source(Base):
+    id = Column(String, hash_key=True)
+    value = Column(Integer)
+
+
+class Seen(Base):
+    class Meta:
+        stream = None
+
+    id = Column(String, hash_key=True)
+    count = Column(Integer)
+    version = Column(Integer, version=True)
+
+
+engine = Engine(table_name_template=os.environ.get("STREAMODEL_TEST_TEMPLATE", "{table_name}"))
+worker = Worker(
+    engine,
+    group=os.environ.get("STREAMODEL_TEST_GROUP", "projection"),
+    batch_size=10,
+    failover=float(os.environ.get("STREAMODEL_TEST_FAILOVER", "2")),
+)
+
+
+@worker.subscribe(Source, transactional=True)
+def count(change: Change, tx: WriteTransaction) -> None:
+    seen = Seen(id=change.key["id"])
+    try:
+        engine.load(seen, consistent=True)
+    except MissingObjectsError:
+        seen.count = 0
+    seen.count += 1
+    tx.save(seen)
