@@ -15,8 +15,8 @@ expired leases first, then steals at most ``max_steal`` per round from the most 
 if that owner holds more than its share (or exactly its share while this process is more than
 one lease short), so counts end at most one apart. A stolen lease is read only after a grace
 period (half the failover time), by which its previous owner has tried to renew, failed and
-stopped; so no shard is read by two processes of a group at once. Children are taken only after their
-parent's lease shows the shard end.
+stopped; so no shard is read by two processes of a group at once. Children are taken only
+after their parent's lease shows the shard end.
 """
 
 from __future__ import annotations
