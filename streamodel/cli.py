@@ -329,6 +329,105 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_status_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``streamodel status GROUP``: shards and workers of a worker group, from its state table."""
+    parser = subparsers.add_parser(
+        "status",
+        help="show a worker group's shards (owner, checkpoint, lag) and workers",
+        description="Read a worker group's leases and dead letters and print its state.",
+    )
+    parser.add_argument("group", help="the worker group")
+    parser.add_argument(
+        "--state-table", default=None, help="the worker state table (default streamodel-workers)"
+    )
+    parser.add_argument(
+        "--table-name-template", default="{table_name}", help="as for Engine (default as is)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead")
+    parser.set_defaults(func=cmd_status)
+
+
+def group_status(store: Any) -> dict[str, Any]:
+    """Per shard: model, owner, checkpoint, lag, parent, state; per worker: leases, rate, dead
+    letters. Lag is now minus the creation time of the last change handled on the shard."""
+    import datetime as dt
+
+    from streamodel.stream.checkpoints import SHARD_END, START_MARKER
+
+    now = dt.datetime.now(dt.UTC)
+    shards = []
+    workers: dict[str, dict[str, Any]] = {}
+    for state in store.all_states():
+        if state.shard_id == START_MARKER:
+            continue
+        finished = state.checkpoint == SHARD_END
+        lag = None
+        if state.last_created_at is not None and not finished:
+            lag = round((now - state.last_created_at).total_seconds(), 1)
+        shards.append(
+            {
+                "model": state.model,
+                "shard_id": state.shard_id,
+                "owner": state.owner,
+                "checkpoint": state.checkpoint,
+                "lag_seconds": lag,
+                "parent": state.parent,
+                "state": "finished" if finished else "leased" if state.owner else "free",
+                "records": state.records or 0,
+            }
+        )
+        if state.owner and not finished:
+            worker = workers.setdefault(
+                state.owner, {"leases": 0, "records_per_second": 0.0, "dead_letters": 0}
+            )
+            worker["leases"] += 1
+            worker["records_per_second"] += state.rate or 0.0
+    dead = 0
+    for letter in store.dead_letters():
+        dead += 1
+        if letter.worker:
+            worker = workers.setdefault(
+                letter.worker, {"leases": 0, "records_per_second": 0.0, "dead_letters": 0}
+            )
+            worker["dead_letters"] += 1
+    shards.sort(key=lambda s: (s["model"] or "", s["shard_id"]))
+    return {"group": store.group, "shards": shards, "workers": workers, "dead_letters": dead}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the group's state as a table (or JSON with ``--json``)."""
+    import json
+
+    from streamodel import Engine
+    from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, StateStore
+
+    engine = Engine(table_name_template=args.table_name_template)
+    store = StateStore(engine, args.group, table=args.state_table or DEFAULT_STATE_TABLE)
+    status = group_status(store)
+    if args.json:
+        print(json.dumps(status, sort_keys=True))
+        return 0
+    print(
+        f"group {status['group']}: {len(status['shards'])} shard(s), "
+        f"{status['dead_letters']} dead letter(s)"
+    )
+    print(f"{'MODEL':<14} {'SHARD':<44} {'STATE':<9} {'OWNER':<28} {'LAG':>7} CHECKPOINT")
+    for shard in status["shards"]:
+        lag = "-" if shard["lag_seconds"] is None else f"{shard['lag_seconds']}s"
+        checkpoint = (shard["checkpoint"] or "-").lstrip("0") or "0"
+        print(
+            f"{(shard['model'] or '-'):<14} {shard['shard_id']:<44} {shard['state']:<9} "
+            f"{(shard['owner'] or '-'):<28} {lag:>7} {checkpoint}"
+        )
+    print(f"{'WORKER':<28} {'LEASES':>6} {'REC/S':>8} {'DEAD':>5}")
+    for owner, worker in sorted(status["workers"].items()):
+        print(
+            f"{owner:<28} {worker['leases']:>6} {worker['records_per_second']:>8.1f} "
+            f"{worker['dead_letters']:>5}"
+        )
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
@@ -340,6 +439,7 @@ SUBCOMMANDS: list[SubparserAdder] = [
     add_worker_parser,
     add_tail_parser,
     add_dead_letters_parser,
+    add_status_parser,
 ]
 """One adder per subcommand, in the order ``--help`` lists them."""
 

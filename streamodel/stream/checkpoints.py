@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamodel.columns import Column
 from streamodel.models import BaseModel, new_base
-from streamodel.types import JSON, DateTime, Integer, String
+from streamodel.types import JSON, DateTime, Float, Integer, String
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
@@ -55,6 +55,10 @@ def _state_models(table: str) -> tuple[type[BaseModel], type[BaseModel]]:
         owner = Column(String)
         counter = Column(Integer, version=True)
         updated_at = Column(DateTime)
+        # Published by the owner with each checkpoint, for `streamodel status`.
+        records = Column(Integer)
+        rate = Column(Float)
+        last_created_at = Column(DateTime)
 
     class DeadLetter(base):  # type: ignore[valid-type, misc]
         class Meta:
@@ -64,6 +68,7 @@ def _state_models(table: str) -> tuple[type[BaseModel], type[BaseModel]]:
         scope = Column(String, hash_key=True, name="pk")
         sort = Column(String, range_key=True, name="sk")
         group = Column(String)
+        worker = Column(String)
         model = Column(String)
         shard_id = Column(String)
         sequence_number = Column(String)
@@ -137,12 +142,14 @@ class StateStore:
         error: BaseException,
         attempts: int,
         record: Mapping[str, Any],
+        worker: str | None = None,
     ) -> Any:
         now = datetime.datetime.now(datetime.UTC)
         letter = self.DeadLetter(
             scope=f"dead|{self.group}",
             sort=f"{now.isoformat()}|{shard_id}|{sequence_number}",
             group=self.group,
+            worker=worker,
             model=model,
             shard_id=shard_id,
             sequence_number=sequence_number,
@@ -154,6 +161,13 @@ class StateStore:
         )
         self.engine.save(letter)
         return letter
+
+    def all_states(self) -> Iterator[Any]:
+        """Every shard state of this group, on every stream (a scan of the state table)."""
+        prefix = f"{self.group}|"
+        yield from self.engine.scan(self.ShardState).filter(
+            self.ShardState.scope.begins_with(prefix)  # type: ignore[attr-defined]
+        )
 
     def dead_letters(self) -> Iterator[Any]:
         """This group's dead letters, oldest first."""

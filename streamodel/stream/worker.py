@@ -16,7 +16,9 @@ stop fetching, let the change in hand finish, checkpoint and return.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -83,6 +85,17 @@ class ShardMetrics:
     dead_letters: int = 0
     last_sequence: str | None = None
     last_created_at: datetime | None = None
+    # Records per second over the last window (between two checkpoints of the shard).
+    rate: float = 0.0
+    _window: tuple[float, int] = (0.0, 0)
+
+    def measure_rate(self, now: float) -> float:
+        """Update and return the rate since the previous call."""
+        started, records = self._window
+        if started and now > started:
+            self.rate = (self.records - records) / (now - started)
+        self._window = (now, self.records)
+        return self.rate
 
     @property
     def lag_seconds(self) -> float | None:
@@ -112,6 +125,8 @@ class _ModelReader:
     # The last handled sequence number per held shard (40 digits): the only thing
     # checkpointed, so a change that was read but not handled is never checkpointed past.
     handled: dict[str, str] = field(default_factory=dict)
+    # How many of each shard's handled records were already added to its lease item.
+    published: dict[str, int] = field(default_factory=dict)
 
     @property
     def states(self) -> dict[str, Any]:
@@ -148,6 +163,8 @@ class Worker:
         log_interval: float = 30.0,
         failover: float = 10.0,
         worker_id: str | None = None,
+        on_metrics: Callable[[list[ShardMetrics]], Any] | None = None,
+        heartbeat_file: str | None = None,
     ) -> None:
         if not group or not isinstance(group, str) or "|" in group:
             raise ValueError("Worker(group=...) must be a non-empty string without '|'")
@@ -170,6 +187,12 @@ class Worker:
         self.log_interval = log_interval
         self.failover = failover
         self.worker_id = worker_id or default_worker_id()
+        self.on_metrics = on_metrics
+        self.heartbeat_file = heartbeat_file
+        # Ready once the first lease round of every model ran (for supervisors).
+        self.ready = False
+        self._readers: list[_ModelReader] = []
+        self._last_beat = 0.0
         self._dead_letter = dead_letter
         self._subscriptions: list[_Subscription] = []
         self._stop = threading.Event()
@@ -248,12 +271,12 @@ class Worker:
         self._stop.clear()
         with self._signals_stop_worker():
             self.store.setup()
-            readers = [self._open(model) for model in self.models]
+            readers = self._readers = [self._open(model) for model in self.models]
             self.running = True
             try:
                 self._loop(readers, until_caught_up)
             finally:
-                self.running = False
+                self.running = self.ready = False
                 try:
                     self._checkpoint(readers)
                 finally:
@@ -339,6 +362,8 @@ class Worker:
                 handled += self._drain(reader)
                 if self._stop.is_set():
                     return
+            self.ready = True
+            self._beat()
             self._checkpoint(readers)
             if time.monotonic() - last_log >= self.log_interval:
                 self._log_metrics()
@@ -505,6 +530,7 @@ class Worker:
             error=info.error,
             attempts=info.attempts,
             record=info.record,
+            worker=self.worker_id,
         )
 
     def _mark_handled(self, reader: _ModelReader, shard_id: str, record: dict[str, Any]) -> None:
@@ -561,7 +587,9 @@ class Worker:
                 state = reader.states[shard_id]
                 if state.checkpoint == value:
                     continue
+                previous = state.checkpoint
                 state.checkpoint = value
+                self._publish(reader, shard_id, state, previous)
                 try:
                     self.store.save(state)
                 except ConditionFailedError:
@@ -574,7 +602,42 @@ class Worker:
                     reader.stream.coordinator.release(shard_id)
                     reader.handled.pop(shard_id, None)
 
+    def _publish(self, reader: _ModelReader, shard_id: str, state: Any, previous: Any) -> None:
+        """Copy the shard's counters onto its lease item, for ``streamodel status``."""
+        metrics = self._metrics(reader.model, shard_id)
+        published = reader.published.get(shard_id, 0)
+        state.records = (state.records or 0) + metrics.records - published
+        reader.published[shard_id] = metrics.records
+        state.rate = round(metrics.measure_rate(time.monotonic()), 3)
+        if metrics.last_created_at is not None:
+            state.last_created_at = metrics.last_created_at
+
+    def _beat(self) -> None:
+        """Liveness and readiness for supervisors: a small JSON file rewritten each second."""
+        if self.heartbeat_file is None:
+            return
+        now = time.monotonic()
+        if now - self._last_beat < 1.0:
+            return
+        self._last_beat = now
+        held = sum(len(r.leases.held) for r in self._readers)
+        body = json.dumps(
+            {
+                "worker_id": self.worker_id,
+                "group": self.group,
+                "ready": self.ready,
+                "leases": held,
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )
+        temporary = f"{self.heartbeat_file}.tmp"
+        with open(temporary, "w") as handle:
+            handle.write(body)
+        os.replace(temporary, self.heartbeat_file)  # readers never see half a file
+
     def _log_metrics(self) -> None:
+        if self.on_metrics is not None:
+            self.on_metrics(list(self.metrics.values()))
         for metrics in self.metrics.values():
             lag = metrics.lag_seconds
             logger.info(

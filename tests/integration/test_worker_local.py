@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,3 +318,36 @@ def test_transactional_projection_is_exact_across_sigkills(
             continue
         engine.load(seen, consistent=True)
         assert seen.count == source.value, key
+
+
+def test_status_heartbeat_and_metrics(
+    engine: Engine, table_template: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker publishes its progress: `streamodel status` shows each shard's checkpoint,
+    records and lag, the heartbeat file says ready, and on_metrics gets per-shard counters."""
+    import json
+
+    name = group()
+    reported: list[Any] = []
+    beat = tmp_path / "heartbeat.json"
+    worker = Worker(
+        engine, group=name, start="latest", on_metrics=reported.append, heartbeat_file=str(beat)
+    )
+    worker.subscribe(Invoice)(lambda change: None)
+    worker.run(until_caught_up=True)
+    for amount in range(3):
+        engine.save(Invoice(id=uuid.uuid4().hex, amount=amount))
+    worker.run(until_caught_up=True)
+
+    heartbeat = json.loads(beat.read_text())
+    assert heartbeat["ready"] is True and heartbeat["worker_id"] == worker.worker_id
+    assert reported and sum(m.records for m in reported[-1]) >= 3
+
+    assert cli_main(["status", name, "--table-name-template", table_template, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    (shard,) = status["shards"]
+    assert shard["model"] == "Invoice" and shard["records"] >= 3
+    assert shard["state"] == "free"  # released when the run ended
+    assert shard["checkpoint"] and shard["lag_seconds"] is not None
+    assert cli_main(["status", name, "--table-name-template", table_template]) == 0
+    assert "Invoice" in capsys.readouterr().out
