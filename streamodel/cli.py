@@ -270,6 +270,7 @@ def change_json(change: Any) -> str:
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print changes until Ctrl-C, SIGTERM or ``--count``."""
     from streamodel import BaseModel, Engine
+    from streamodel.stream import UndecodableRecordError
 
     model = load_object(args.target)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -283,7 +284,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
     printed = 0
     try:
         while not stop.is_set() and (args.count is None or printed < args.count):
-            change = next(stream)
+            try:
+                change = next(stream)
+            except UndecodableRecordError as error:
+                # Reported, not dropped, and not fatal: tail goes on with the next change.
+                print(f"{PROG}: undecodable record: {error}", file=sys.stderr, flush=True)
+                continue
             if change is None:
                 stop.wait(0.2)
                 continue

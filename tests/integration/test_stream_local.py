@@ -22,6 +22,11 @@ class Item(Base):
     label = Column(String)
 
 
+class Tailed(Base):
+    id = Column(String, hash_key=True)
+    count = Column(Integer)
+
+
 Typed = type(
     "Typed",
     (Base,),
@@ -149,3 +154,55 @@ def test_foreign_record_is_reported_not_dropped(engine: Engine) -> None:
     assert error is not None and error.record["dynamodb"]["Keys"]["id"] == {"S": bad_id}
     (good,) = drain(stream, 1)
     assert good.key == {"id": good_id}
+
+
+def test_order_per_item_over_ten_thousand_changes(engine: Engine) -> None:
+    """10,000 changes over 100 items come back through the reader in write order per item."""
+    stream = at_latest(engine, Item)
+    ids = [uuid.uuid4().hex for _ in range(100)]
+    table = engine.table_name(Item)
+    for n in range(1, 101):
+        # 100 puts per round as 4 BatchWriteItem calls, so the test spends its time reading.
+        for start in range(0, 100, 25):
+            requests = [
+                {"PutRequest": {"Item": {"id": {"S": i}, "count": {"N": str(n)}}}}
+                for i in ids[start : start + 25]
+            ]
+            response = engine.transport.call(
+                "dynamodb", "BatchWriteItem", {"RequestItems": {table: requests}}
+            )
+            assert not response.get("UnprocessedItems")
+    changes = drain(stream, 10_000, timeout=120)
+    assert len(changes) == 10_000
+    counts: dict[str, list[int]] = {i: [] for i in ids}
+    for change in changes:
+        counts[change.key["id"]].append(change.new.count)
+    assert all(values == list(range(1, 101)) for values in counts.values())
+
+
+def test_tail_prints_changes_as_json_lines(
+    engine: Engine, table_template: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`streamodel tail MODULE:MODEL --from trim_horizon --count N` prints N JSON changes."""
+    from streamodel.cli import main as cli_main
+
+    first, second = Tailed(id=uuid.uuid4().hex, count=7), Tailed(id=uuid.uuid4().hex, count=8)
+    engine.save(first, second)
+    code = cli_main(
+        [
+            "tail",
+            f"{__name__}:Tailed",
+            "--from",
+            "trim_horizon",
+            "--count",
+            "2",
+            "--table-name-template",
+            table_template,
+        ]
+    )
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["event"], line["key"], line["new"]["count"]) for line in lines] == [
+        ("insert", {"id": first.id}, 7),
+        ("insert", {"id": second.id}, 8),
+    ]
