@@ -3,8 +3,10 @@ mapping: identical Changes, partial batches, exactly-once projections, dead lett
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -285,3 +287,29 @@ def test_records_of_two_models_in_one_batch_are_routed_by_table(engine: Engine) 
     worker.subscribe(Note)(lambda c: seen.append(("note", c.new.text)))
     assert worker.lambda_handler(event, None) == {"batchItemFailures": []}
     assert seen == [("note", "hello"), ("source", 1)]
+
+
+def test_example_function_keeps_its_projection_exact(engine: Engine) -> None:
+    """examples/lambda_function.py's subscribers, run through the emulated mapping, keep
+    customer totals equal to the orders written."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "lambda_function.py"
+    spec = importlib.util.spec_from_file_location("lambda_function_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    engine.bind(base=example.Base)
+    worker = example.build_worker(engine)
+    worker.group = group()
+    mapping = LocalEventSourceMapping(
+        engine, example.Order, worker.lambda_handler, batch_size=4, start="latest"
+    )
+    customer = uuid.uuid4().hex
+    orders = [example.Order(id=uuid.uuid4().hex, customer=customer, amount=n) for n in range(6)]
+    engine.save(*orders)
+    orders[1].amount = 10
+    engine.save(orders[1])
+    engine.delete(orders[2])
+    mapping.run()
+    total = example.CustomerTotal(customer=customer)
+    engine.load(total, consistent=True)
+    assert (total.orders, total.amount) == (5, 0 + 10 + 3 + 4 + 5)
