@@ -333,18 +333,19 @@ class LambdaHandler:
             return True
         signals.change_received.send(model, change=change)
 
-        subscriptions = [
-            s
-            for s in worker._subscriptions
-            if s.model is model and change.event in s.events and s.transactional
-        ]
-        skip_transactional = bool(subscriptions) and self._applied(change)
+        skip_transactional = worker.has_transactional(change) and self._applied(change)
         if skip_transactional:
             logger.info("lambda: %s already applied; transactional handlers skipped", change)
         failures: list[DeadLetterInfo] = []
         sealed: list[BaseModel] = []
-        view = self._view(failures, with_transactional=not skip_transactional)
-        if not view.dispatch(change, seal=lambda tx: self._seal(change, tx, sealed)):
+        dispatched = worker.dispatch(
+            change,
+            seal=lambda tx: self._seal(change, tx, sealed),
+            attempts=self.attempts_per_invocation,
+            on_exhausted=failures.append,
+            transactional=not skip_transactional,
+        )
+        if not dispatched:
             return False
         # Another delivery of this record committed first: the change is applied.
         failures = [f for f in failures if not _lost_race(f.error, sealed)]
@@ -366,19 +367,9 @@ class LambdaHandler:
             self._dead_letter(info)
         return True
 
-    def _view(self, failures: list[DeadLetterInfo], *, with_transactional: bool) -> Worker:
-        """The worker as one invocation dispatches with it: few attempts, failures collected."""
-        view = copy.copy(self.worker)
-        view.max_attempts = self.attempts_per_invocation
-        view.on_failure = "dead_letter"
-        view._dead_letter = failures.append
-        if not with_transactional:
-            view._subscriptions = [s for s in self.worker._subscriptions if not s.transactional]
-        return view
-
     def _dead_letter(self, info: DeadLetterInfo) -> None:
         self._setup()
-        self.worker._send_dead_letter(info)
+        self.worker.send_dead_letter(info)
 
     # -- state -------------------------------------------------------------------------------
     def _setup(self) -> None:

@@ -382,7 +382,7 @@ class Worker:
             try:
                 change = next(reader.stream)
             except UndecodableRecordError as error:
-                self._send_dead_letter(
+                self.send_dead_letter(
                     DeadLetterInfo(
                         self.group,
                         reader.model,
@@ -406,29 +406,50 @@ class Worker:
             handled += 1
         return handled
 
-    def dispatch(self, change: Change, *, seal: Seal | None = None) -> bool:
+    def dispatch(
+        self,
+        change: Change,
+        *,
+        seal: Seal | None = None,
+        attempts: int | None = None,
+        on_exhausted: Callable[[DeadLetterInfo], Any] | None = None,
+        transactional: bool = True,
+    ) -> bool:
         """Hand ``change`` to every handler subscribed to its model and event.
 
-        Plain handlers run one after the other, each retried up to ``max_attempts`` times;
-        transactional handlers share one transaction, which ``seal`` completes (with the
-        checkpoint, or Lambda's tracking item) before it commits, all retried together.
-        A handler that keeps failing sends the change to the dead letters. Returns False when
-        the worker must stop without moving past the change (``on_failure="stop"``, or a
-        stop request during retries).
+        Plain handlers run one after the other, each retried up to ``max_attempts`` times
+        (or ``attempts``); transactional handlers share one transaction, which ``seal``
+        completes (with the checkpoint, or Lambda's tracking item) before it commits, all
+        retried together (``transactional=False`` leaves them out, e.g. for a change known to
+        be applied). A step that keeps failing goes to ``on_exhausted`` when given, else to
+        the dead letters (or, with ``on_failure="stop"``, stops). Returns False when the
+        caller must not move past the change.
         """
         matching = [
-            s for s in self._subscriptions if s.model is change.model and change.event in s.events
+            s
+            for s in self._subscriptions
+            if s.model is change.model
+            and change.event in s.events
+            and (transactional or not s.transactional)
         ]
         steps: list[tuple[str, Callable[[], None]]] = [
             (_name(s.handler), lambda s=s: s.handler(change))  # type: ignore[misc]
             for s in matching
             if not s.transactional
         ]
-        transactional = [s for s in matching if s.transactional]
-        if transactional:
-            names = ", ".join(_name(s.handler) for s in transactional)
-            steps.append((names, lambda: self._run_transaction(change, transactional, seal)))
-        return all(self._attempt(change, name, step) for name, step in steps)
+        in_transaction = [s for s in matching if s.transactional]
+        if in_transaction:
+            names = ", ".join(_name(s.handler) for s in in_transaction)
+            steps.append((names, lambda: self._run_transaction(change, in_transaction, seal)))
+        limit = attempts or self.max_attempts
+        return all(self._attempt(change, name, step, limit, on_exhausted) for name, step in steps)
+
+    def has_transactional(self, change: Change) -> bool:
+        """Whether a transactional handler is subscribed to this change's model and event."""
+        return any(
+            s.transactional and s.model is change.model and change.event in s.events
+            for s in self._subscriptions
+        )
 
     def _run_transaction(
         self, change: Change, subscriptions: list[_Subscription], seal: Seal | None
@@ -442,15 +463,21 @@ class Worker:
             seal(tx)
         tx.commit()
 
-    def _attempt(self, change: Change, name: str, step: Callable[[], None]) -> bool:
+    def _attempt(
+        self,
+        change: Change,
+        name: str,
+        step: Callable[[], None],
+        limit: int,
+        on_exhausted: Callable[[DeadLetterInfo], Any] | None,
+    ) -> bool:
         """Run one step with retries; dead-letter it when it keeps failing."""
         metrics = self._metrics(change.model, change.shard_id)
         attempts = 0
         retrying = tenacity.Retrying(
             # A stop request ends the retries (and cuts a backoff short): the change is
             # then neither dead-lettered nor checkpointed, and comes again after a restart.
-            stop=tenacity.stop_after_attempt(self.max_attempts)
-            | tenacity.stop_when_event_set(self._stop),
+            stop=tenacity.stop_after_attempt(limit) | tenacity.stop_when_event_set(self._stop),
             wait=tenacity.wait_random_exponential(
                 multiplier=self.retry_wait, max=self.retry_wait_max
             ),
@@ -465,7 +492,7 @@ class Worker:
                         metrics.retries += 1
                     step()
         except Exception as error:
-            if self._stop.is_set() and attempts < self.max_attempts:
+            if self._stop.is_set() and attempts < limit:
                 return False
             logger.error(
                 "worker %s: handler %s failed %d times on %s %s",
@@ -483,21 +510,23 @@ class Worker:
                     "attempts": attempts,
                 },
             )
+            info = DeadLetterInfo(
+                self.group,
+                change.model,
+                change.shard_id,
+                change.sequence_number,
+                change.event_id,
+                error,
+                attempts,
+                change.record,
+                change,
+            )
+            if on_exhausted is not None:
+                on_exhausted(info)
+                return True
             if self.on_failure == "stop":
                 return False
-            self._send_dead_letter(
-                DeadLetterInfo(
-                    self.group,
-                    change.model,
-                    change.shard_id,
-                    change.sequence_number,
-                    change.event_id,
-                    error,
-                    attempts,
-                    change.record,
-                    change,
-                )
-            )
+            self.send_dead_letter(info)
             metrics.dead_letters += 1
         return True
 
@@ -516,7 +545,7 @@ class Worker:
     def _pause(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
-    def _send_dead_letter(self, info: DeadLetterInfo) -> None:
+    def send_dead_letter(self, info: DeadLetterInfo) -> None:
         # A dead letter that cannot be stored must stop the shard, not vanish: the error
         # propagates and the worker stops before checkpointing past the change.
         if self._dead_letter is not None:
