@@ -633,6 +633,16 @@ def worker_latency(engine: Engine, count: int) -> str:
 # -- report ---------------------------------------------------------------------------------
 
 
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
+
+
+LOAD_BEFORE = _loadavg()
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -644,7 +654,8 @@ def machine() -> str:
         pass
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}; load average before the run "
+        f"{LOAD_BEFORE}, after {_loadavg()}"
     )
 
 
