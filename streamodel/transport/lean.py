@@ -267,8 +267,16 @@ class LeanTransport:
             if status >= 300:
                 raise _error(operation, status, response_headers, raw)
             _check_crc32(operation, response_headers, raw)
-            result: dict[str, Any] = json.loads(raw) if raw else {}
-            _restore(operation, result, raw)
+            try:
+                result: dict[str, Any] = json.loads(raw) if raw else {}
+                _restore(operation, result, raw)
+            except (ValueError, TypeError, AttributeError) as error:
+                # A body that is not DynamoDB's JSON (a proxy's page, a cut-off answer).
+                raise ServerError(
+                    f"{operation}: unreadable response: {error}",
+                    operation=operation,
+                    code="InvalidResponse",
+                ) from error
             consumed = result.get("ConsumedCapacity")
             return result
         finally:

@@ -530,6 +530,15 @@ def test_crc32_mismatch_is_a_server_error() -> None:
     assert caught.value.code == "CRC32CheckFailed"
 
 
+def test_unreadable_success_body_is_a_server_error() -> None:
+    """A 200 whose body is not JSON (a proxy page, a cut-off answer) is a ServerError."""
+    transport, _ = _lean((200, {}, b"<html>hello</html>"), (200, {}, b'{"Item": {"b": {"B": 1}}}'))
+    for _ in range(2):
+        with pytest.raises(ServerError) as caught:
+            transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+        assert caught.value.code == "InvalidResponse"
+
+
 # -- observability --------------------------------------------------------------------------
 
 
