@@ -201,6 +201,8 @@ def pynamodb_model(endpoint: str, table: str) -> Any:
             aws_access_key_id = os.environ["AWS_ACCESS_KEY_ID"]
             aws_secret_access_key = os.environ["AWS_SECRET_ACCESS_KEY"]
             billing_mode = "PAY_PER_REQUEST"
+            # Every table in the run has a stream, as streamodel's do: streams cost server time.
+            stream_view_type = "NEW_AND_OLD_IMAGES"
 
         tenant = a.UnicodeAttribute(hash_key=True)
         id = a.UnicodeAttribute(range_key=True)
