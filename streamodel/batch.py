@@ -138,10 +138,14 @@ class BatchWriter:
         of times. Entries DynamoDB accepted are marked ``done``."""
         pending = {(e.table, _ident(e.key)): e for e in chunk}
         key_names = {e.table: list(e.key) for e in chunk}
+        # The engine's retry policy sets the pace (a test engine may wait 0).
+        policy = getattr(self.engine.transport, "policy", None)
+        base = getattr(policy, "base", 0.025)
+        max_wait = getattr(policy, "max_wait", 2.0)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Unprocessed),
             stop=tenacity.stop_after_attempt(self.attempts),
-            wait=tenacity.wait_random_exponential(multiplier=0.02, max=2.0),
+            wait=tenacity.wait_random_exponential(multiplier=base, max=max_wait),
             reraise=True,
         )
         for attempt in retrying:

@@ -78,6 +78,7 @@ class Comparable(Operand):
 
     def _compare(self, op: str, value: Any) -> Condition:
         operand = self._operand(value)
+        _require_distinct(self, operand)
         if op not in ("=", "<>"):
             _require_ordered(self, operand, op)
         return Comparison(op, self, operand)
@@ -102,6 +103,7 @@ class Comparable(Operand):
 
     def between(self, low: Any, high: Any) -> Condition:
         lo, hi = self._operand(low), self._operand(high)
+        _require_distinct(self, lo, hi)
         _require_ordered(self, lo, "BETWEEN")
         _require_ordered(self, hi, "BETWEEN")
         if isinstance(lo, Value) and isinstance(hi, Value):
@@ -125,7 +127,9 @@ class Comparable(Operand):
                 f"{self.describe()}.in_() takes at most {MAX_IN_OPERANDS} values "
                 f"(DynamoDB's limit), got {len(values)}"
             )
-        return In(self, [self._operand(v) for v in values])
+        operands = [self._operand(v) for v in values]
+        _require_distinct(self, *operands)
+        return In(self, operands)
 
     __hash__ = object.__hash__
 
@@ -262,6 +266,23 @@ class Path(Comparable):
                 f"and maps, not {type(typ).__name__}"
             )
         return Size(self)
+
+
+def _same_operand(a: Operand, b: Operand) -> bool:
+    if isinstance(a, Path) and isinstance(b, Path):
+        return a.column is b.column and a.segments == b.segments
+    if isinstance(a, Size) and isinstance(b, Size):
+        return _same_operand(a.path, b.path)
+    return False
+
+
+def _require_distinct(first: Operand, *others: Operand) -> None:
+    """DynamoDB refuses ``a = a``, ``a BETWEEN a AND b``, ``a IN (a)``: the first operand
+    must be distinct from the others."""
+    if any(_same_operand(first, other) for other in others):
+        raise InvalidConditionError(
+            f"{first.describe()} is compared with itself; DynamoDB refuses such conditions"
+        )
 
 
 def _require_ordered(operand: Operand, value: Operand, op: str) -> None:

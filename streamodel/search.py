@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,13 +13,17 @@ from streamodel._diff import fill, meta_of
 from streamodel._render import Renderer
 from streamodel.columns import Column, Index
 from streamodel.conditions import And, BeginsWith, Between, Comparison, Condition, Path, Value
-from streamodel.exceptions import InvalidConditionError, StreamodelError
+from streamodel.exceptions import InvalidConditionError, InvalidPositionError, StreamodelError
 from streamodel.models import BaseModel, new_instance
+from streamodel.types import Wire
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
 
-__all__ = ["Search"]
+__all__ = ["Results", "Search", "Token", "decode_token", "encode_token"]
+
+Token = dict[str, Any]
+TOKEN_VERSION = 1
 
 Projection = Literal["all", "keys", "count"] | Sequence[str | Column]
 _RANGE_OPERATORS = frozenset({"=", "<", "<=", ">", ">="})
@@ -47,6 +53,8 @@ class Search:
         page_size: int | None = None,
         segment: int | None = None,
         total_segments: int | None = None,
+        start: Token | None = None,
+        parallel: int | None = None,
     ) -> None:
         if isinstance(model_or_index, Index):
             if model_or_index.model is None:
@@ -67,6 +75,8 @@ class Search:
         self._limit: int | None = None
         self._page_size: int | None = None
         self._segments: tuple[int, int] | None = None
+        self._start: dict[str, Wire] | None = None
+        self._parallel: int | None = None
         if key is not None:
             self._set_key(key)
         if filter is not None:
@@ -76,6 +86,10 @@ class Search:
         self._set_limits(limit, page_size)
         if segment is not None or total_segments is not None:
             self._set_segments(segment, total_segments)
+        if start is not None:
+            self._set_start(start)
+        if parallel is not None:
+            self._set_parallel(parallel)
 
     # -- builder ----------------------------------------------------------------------
     def _copy(self) -> Search:
@@ -121,6 +135,34 @@ class Search:
     def segment(self, segment: int, total_segments: int) -> Search:
         new = self._copy()
         new._set_segments(segment, total_segments)
+        return new
+
+    def move_to(self, token: Token | None) -> Search:
+        """The same search, resuming after ``token`` (from ``.token`` of its results);
+        ``None`` starts from the beginning."""
+        new = self._copy()
+        new._set_start(token)
+        return new
+
+    def _set_start(self, token: Token | None) -> None:
+        position = None if token is None else decode_token(token)
+        if position is not None:
+            expected = sorted(c.dynamo_name for c in self._key_columns())
+            if sorted(position) != expected:
+                raise InvalidPositionError(
+                    f"{self._where()}: the token names keys {sorted(position)}, this search "
+                    f"needs {expected}; was it taken from another search?"
+                )
+        self._start = position
+
+    def parallel(self, workers: int) -> Search:
+        """A scan split into ``workers`` segments read at once on a thread pool.
+
+        Items arrive as pages come in (so in no particular order); at most two pages per
+        worker wait in memory. ``.count()`` counts the segments in parallel too.
+        """
+        new = self._copy()
+        new._set_parallel(workers)
         return new
 
     # -- validation -------------------------------------------------------------------
@@ -223,6 +265,15 @@ class Search:
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         self._limit, self._page_size = limit, page_size
 
+    def _set_parallel(self, workers: int) -> None:
+        if self.mode != "scan":
+            raise InvalidConditionError("parallel() applies to scans only")
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 1000:
+            raise ValueError(f"parallel() takes 1 to 1000 workers, got {workers!r}")
+        if self._segments is not None:
+            raise InvalidConditionError("parallel() and segment() cannot be combined")
+        self._parallel = workers
+
     def _set_segments(self, segment: int | None, total: int | None) -> None:
         if self.mode != "scan":
             raise InvalidConditionError("segments apply to scans only")
@@ -233,16 +284,24 @@ class Search:
         self._segments = (segment, total)
 
     # -- requests ---------------------------------------------------------------------
+    def _key_columns(self) -> list[Column]:
+        """Table and index keys: what identifies an item and a position in the results."""
+        meta = meta_of(self.model)
+        keys = [*meta.keys]
+        if self.index is not None:
+            keys += [c for c in (self.index.hash_key, self.index.range_key) if c]
+        return list({c.name: c for c in keys}.values())
+
     def _columns(self) -> list[Column]:
         meta = meta_of(self.model)
         if self._projection == "keys":
-            keys = [*meta.keys]
-            if self.index is not None:
-                keys += [c for c in (self.index.hash_key, self.index.range_key) if c]
-            return list({c.name: c for c in keys}.values())
+            return self._key_columns()
         if self._projection in ("all", "count"):
             return self.index.projected_columns if self.index is not None else list(meta.columns)
-        return [meta.columns_by_name[name] for name in self._projection]
+        # Keys come along, so that the objects can be saved and the results resumed.
+        columns = self._key_columns()
+        names = {c.name for c in columns}
+        return columns + [meta.columns_by_name[n] for n in self._projection if n not in names]
 
     def request(self, *, count: bool = False) -> dict[str, Any]:
         """The Query or Scan parameters for the first page."""
@@ -268,11 +327,13 @@ class Search:
             request["Limit"] = self._page_size
         if self._segments is not None:
             request["Segment"], request["TotalSegments"] = self._segments
+        if self._start is not None:
+            request["ExclusiveStartKey"] = self._start
         request.update(r.params())
         return request
 
     def pages(self, *, count: bool = False) -> Iterator[dict[str, Any]]:
-        """Every response page, following ``LastEvaluatedKey``."""
+        """Every response page, following ``LastEvaluatedKey``; one page in memory at once."""
         request = self.request(count=count)
         operation = "Query" if self.mode == "query" else "Scan"
         while True:
@@ -283,21 +344,16 @@ class Search:
                 return
             request = {**request, "ExclusiveStartKey": last}
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Results:
         if self._projection == "count":
             raise InvalidConditionError("a 'count' projection has no items; use .count()")
-        columns = self._columns()
-        remaining = self._limit
-        for page in self.pages():
-            for item in page.get("Items", []):
-                obj = new_instance(self.model)
-                fill(obj, item, columns)
-                signals.object_loaded.send(self.model, engine=self.engine, obj=obj)
-                yield obj
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
+        if self._parallel is not None:
+            from streamodel.parallel import parallel_pages
+
+            if self._start is not None:
+                raise InvalidConditionError("a parallel scan cannot resume from a token")
+            return Results(self, parallel_pages(self, self._parallel), resumable=False)
+        return Results(self, self.pages(), resumable=True)
 
     def first(self) -> Any:
         """The first matching object, or ``None``."""
@@ -317,7 +373,74 @@ class Search:
 
     def count(self) -> int:
         """How many items match, counted by DynamoDB without returning them."""
+        if self._parallel is not None:
+            from streamodel.parallel import parallel_pages
+
+            pages = parallel_pages(self, self._parallel, count=True)
+            return sum(int(page.get("Count", 0)) for page in pages)
         return sum(int(page.get("Count", 0)) for page in self.pages(count=True))
+
+
+class Results(Iterator[Any]):
+    """The objects of one run of a search, fetched page by page as they are consumed.
+
+    ``.token`` is where the run stands: a JSON-safe dict to pass to
+    ``search.move_to(token)`` (or ``start=``) later to continue after the last object
+    returned, or ``None`` once everything was returned.
+    """
+
+    def __init__(self, search: Search, pages: Iterator[dict[str, Any]], *, resumable: bool):
+        self.search = search
+        self._items = self._objects(pages)
+        self._resumable = resumable
+        self._position: dict[str, Wire] | None = search._start
+        self._done = False
+
+    def __iter__(self) -> Results:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    @property
+    def token(self) -> Token | None:
+        if not self._resumable:
+            raise InvalidConditionError("a parallel scan has no single position to resume")
+        if self._done:
+            return None
+        return encode_token(self._position)
+
+    def _objects(self, pages: Iterator[dict[str, Any]]) -> Iterator[Any]:
+        search = self.search
+        columns = search._columns()
+        key_names = [c.dynamo_name for c in search._key_columns()]
+        remaining = search._limit
+        if remaining is not None and remaining <= 0:
+            self._done = True
+            return
+        for page in pages:
+            items = page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            for i, item in enumerate(items):
+                obj = new_instance(search.model)
+                fill(obj, item, columns)
+                # The position moves before the object is handed out: a token read after
+                # it resumes after it. After a page's last item, DynamoDB's own key is
+                # further along (it skips what a filter dropped).
+                if i == len(items) - 1:
+                    self._position, self._done = last, not last
+                else:
+                    self._position = {n: item[n] for n in key_names if n in item}
+                signals.object_loaded.send(search.model, engine=search.engine, obj=obj)
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        yield obj
+                        return
+                yield obj
+            if not items:
+                self._position, self._done = last, not last
+        self._done = True
 
 
 def _take(iterator: Iterator[Any], n: int) -> Iterator[Any]:
@@ -349,3 +472,44 @@ def _range_condition(condition: Condition) -> bool:
     if isinstance(condition, Comparison):
         return condition.op in _RANGE_OPERATORS
     return isinstance(condition, Between | BeginsWith)
+
+
+def encode_token(position: dict[str, Wire] | None) -> Token:
+    """A JSON-safe token for a position (``None``: the start); binary keys as base64."""
+    after: dict[str, dict[str, str]] | None = None
+    if position is not None:
+        after = {}
+        for name, wire in position.items():
+            ((tag, raw),) = wire.items()
+            if tag == "B":
+                raw = base64.b64encode(bytes(raw)).decode("ascii")
+            elif tag not in ("S", "N"):
+                raise InvalidPositionError(f"key attribute {name!r} has non-key type {tag}")
+            after[name] = {tag: raw}
+    return {"v": TOKEN_VERSION, "after": after}
+
+
+def decode_token(token: Token) -> dict[str, Wire] | None:
+    """The position in a token from :func:`encode_token`; a clear error when malformed."""
+    if not isinstance(token, dict) or token.get("v") != TOKEN_VERSION or "after" not in token:
+        raise InvalidPositionError(f"not a search token: {token!r}")
+    after = token["after"]
+    if after is None:
+        return None
+    if not isinstance(after, dict) or not after:
+        raise InvalidPositionError(f"malformed search token: {token!r}")
+    position: dict[str, Wire] = {}
+    for name, wire in after.items():
+        if not isinstance(wire, dict) or len(wire) != 1:
+            raise InvalidPositionError(f"malformed key {name!r} in search token")
+        ((tag, raw),) = wire.items()
+        if tag not in ("S", "N", "B") or not isinstance(raw, str):
+            raise InvalidPositionError(f"malformed key {name!r} in search token")
+        if tag == "B":
+            try:
+                position[name] = {"B": base64.b64decode(raw, validate=True)}
+            except binascii.Error:
+                raise InvalidPositionError(f"key {name!r} in search token is not base64") from None
+        else:
+            position[name] = {tag: raw}
+    return position

@@ -311,7 +311,8 @@ def test_load_missing_objects_raises_after_filling_found(engine: Any, transport:
 
 
 def test_query_on_gsi_with_key_filter_projection(engine: Any, transport: Any) -> None:
-    """A GSI query renders key, filter and projection with shared placeholders."""
+    """A GSI query renders key, filter and projection (keys always included, so objects can
+    be saved and results resumed) with shared placeholders."""
     transport.queue("Query", {"Items": [{"id": {"S": "u1"}, "name": {"S": "Ann"}}], "Count": 1})
     search = (
         engine.query(User.by_email)
@@ -328,10 +329,10 @@ def test_query_on_gsi_with_key_filter_projection(engine: Any, transport: Any) ->
         "IndexName": "by_email",
         "KeyConditionExpression": "#n0 = :v0",
         "FilterExpression": "begins_with(#n1, :v1)",
-        "ProjectionExpression": "#n1",
+        "ProjectionExpression": "#n2, #n0, #n1",
         "ScanIndexForward": False,
         "Limit": 10,
-        "ExpressionAttributeNames": {"#n0": "email", "#n1": "name"},
+        "ExpressionAttributeNames": {"#n0": "email", "#n1": "name", "#n2": "id"},
         "ExpressionAttributeValues": {":v0": {"S": "a@b.c"}, ":v1": {"S": "A"}},
     }
 
