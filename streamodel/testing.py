@@ -38,7 +38,8 @@ _SERVER_ERROR_CODES = frozenset(
     {"InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"}
 )
 _MAX_ITERATORS = 100_000
-_TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+# As GetRecords through botocore spells it (Lambda's events spell it type/principalId).
+_TTL_IDENTITY = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
 
 
 @dataclass

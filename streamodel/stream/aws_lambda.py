@@ -187,6 +187,10 @@ def lambda_record(
     created = data.get("ApproximateCreationDateTime")
     if isinstance(created, float) and created.is_integer():
         data["ApproximateCreationDateTime"] = int(created)  # Lambda sends whole seconds as ints
+    identity = result.get("userIdentity")
+    if isinstance(identity, dict):
+        # GetRecords says Type/PrincipalId; Lambda's events say type/principalId.
+        result["userIdentity"] = {k[:1].lower() + k[1:]: v for k, v in identity.items()}
     result["eventSourceARN"] = event_source_arn
     result["awsRegion"] = aws_region
     result["eventSource"] = "aws:dynamodb"

@@ -78,7 +78,11 @@ class Change:
 def is_ttl_delete(record: Mapping[str, Any]) -> bool:
     """Whether a record is a delete made by TTL (``userIdentity`` of the DynamoDB service)."""
     identity = record.get("userIdentity") or {}
-    return bool(identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL)
+    # GetRecords through botocore spells the keys Type/PrincipalId, Lambda's events
+    # type/principalId.
+    kind = identity.get("Type", identity.get("type"))
+    principal = identity.get("PrincipalId", identity.get("principalId"))
+    return bool(kind == "Service" and principal == TTL_PRINCIPAL)
 
 
 def _created_at(value: Any) -> datetime.datetime:

@@ -91,7 +91,7 @@ def test_ttl_deletes_carry_the_service_identity() -> None:
     """A TTL delete carries userIdentity naming the DynamoDB service, as AWS sends it."""
     fake = FakeStreams()
     record = fake.put(key(1), old_image=image(1, 1), event="REMOVE", ttl=True)
-    assert record["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    assert record["userIdentity"] == {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
     with pytest.raises(ValueError):
         fake.put(key(1), new_image=image(1, 1), ttl=True)
 
