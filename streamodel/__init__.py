@@ -11,10 +11,10 @@ from streamodel.actions import (
     prepend,
     remove,
 )
-from streamodel.batch import BatchWriteError
 from streamodel.columns import Column, GlobalSecondaryIndex, LocalSecondaryIndex
 from streamodel.engine import Engine
 from streamodel.exceptions import (
+    BatchWriteError,
     ConditionFailedError,
     InvalidConditionError,
     InvalidModelError,
@@ -25,6 +25,7 @@ from streamodel.exceptions import (
     TableMismatchError,
     TransactionCanceledError,
     TransportError,
+    UndecodableItemError,
     ValidationError,
 )
 from streamodel.models import BaseModel, new_base
@@ -78,6 +79,7 @@ __all__ = [  # noqa: RUF022  # plain sorted() order, which tests/unit/test_expor
     "TransactionCanceledError",
     "TransportError",
     "UUID",
+    "UndecodableItemError",
     "ValidationError",
     "add",
     "add_to_set",

@@ -23,7 +23,7 @@ from streamodel.conditions import (
     Value,
     all_of,
 )
-from streamodel.exceptions import InvalidConditionError, ValidationError
+from streamodel.exceptions import InvalidConditionError, UndecodableItemError, ValidationError
 from streamodel.models import BaseModel
 from streamodel.schema import check_values
 from streamodel.types import Wire, wire_size
@@ -359,7 +359,17 @@ def fill(obj: BaseModel, item: Mapping[str, Wire], columns: list[Any] | None = N
     values = obj._sm_values
     for column in known:
         wire = item.get(column.dynamo_name)
-        values[column.name] = column.type.dynamo_load(wire)
+        try:
+            values[column.name] = column.type.dynamo_load(wire)
+        except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as error:
+            model = type(obj).__name__
+            raise UndecodableItemError(
+                f"{model}.{column.name}: stored value {wire!r} does not fit "
+                f"{type(column.type).__name__} ({type(error).__name__}: {error})",
+                model=type(obj),
+                column=column.name,
+                item=item,
+            ) from error
         snapshot[column.dynamo_name] = wire
     obj._sm_snapshot = snapshot
     obj._sm_touched = set()

@@ -29,7 +29,11 @@ from streamodel._diff import (
     meta_of,
 )
 from streamodel.actions import Action
-from streamodel.exceptions import InvalidConditionError, StreamodelError, ValidationError
+from streamodel.exceptions import (
+    BatchWriteError,
+    InvalidConditionError,
+    ValidationError,
+)
 from streamodel.models import BaseModel
 from streamodel.schema import check_values
 from streamodel.types import Wire, wire_size
@@ -41,18 +45,6 @@ __all__ = ["BATCH_WRITE_LIMIT", "BatchWriteError", "BatchWriter"]
 
 BATCH_WRITE_LIMIT = 25  # DynamoDB's limit of requests in one BatchWriteItem
 MAX_ATTEMPTS = 8
-
-
-class BatchWriteError(StreamodelError):
-    """Some objects of a batch write were not written; they are in ``.objects``.
-
-    Everything else was written (and its ``object_saved``/``object_deleted`` signal sent).
-    ``__cause__`` holds the transport error when a call failed outright.
-    """
-
-    def __init__(self, message: str, *, objects: Sequence[Any]) -> None:
-        super().__init__(message)
-        self.objects = list(objects)
 
 
 class _Unprocessed(Exception):

@@ -9,6 +9,8 @@
     ├── ValidationError             (also marshmallow.ValidationError)  bad values, per field
     ├── TableMismatchError          an existing table does not match its model
     ├── MissingObjectsError         load() did not find some objects (.objects)
+    ├── BatchWriteError             a batch write left some objects unwritten (.objects)
+    ├── UndecodableItemError        a stored item does not fit its model (.model, .column)
     ├── ConditionFailedError        a conditional write was refused (.obj, .item)
     │   └── StaleVersionError       ... because the stored version moved on
     ├── TransactionCanceledError    a transaction was cancelled (.reasons, one per item)
@@ -28,6 +30,7 @@ from typing import Any
 import marshmallow
 
 __all__ = [
+    "BatchWriteError",
     "ConditionFailedError",
     "ExpiredIteratorError",
     "InvalidConditionError",
@@ -43,6 +46,7 @@ __all__ = [
     "TransactionCanceledError",
     "TransportError",
     "TrimmedDataError",
+    "UndecodableItemError",
     "ValidationError",
 ]
 
@@ -80,6 +84,29 @@ class MissingObjectsError(StreamodelError):
     def __init__(self, message: str, *, objects: Iterable[Any]) -> None:
         super().__init__(message)
         self.objects = list(objects)
+
+
+class BatchWriteError(StreamodelError):
+    """Some objects of a batch write were not written; they are in ``.objects``.
+
+    Everything else was written (and its ``object_saved``/``object_deleted`` signal sent).
+    ``__cause__`` holds the transport error when a call failed outright.
+    """
+
+    def __init__(self, message: str, *, objects: Iterable[Any]) -> None:
+        super().__init__(message)
+        self.objects = list(objects)
+
+
+class UndecodableItemError(StreamodelError):
+    """An item read from DynamoDB does not fit its model (written by another program or an
+    older schema): ``.model``, ``.column`` (the Python name) and ``.item`` (the raw item)."""
+
+    def __init__(self, message: str, *, model: Any, column: str, item: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.model = model
+        self.column = column
+        self.item = dict(item)
 
 
 class ConditionFailedError(StreamodelError):

@@ -117,6 +117,10 @@ class DynamoType(fields.Field[T], Generic[T]):
         if wire is None or "NULL" in wire:
             return None
         ((tag, raw),) = wire.items()
+        backing = self.backing_type
+        if tag != backing and backing != "*":
+            # Another writer stored another type here: say so rather than coerce it.
+            raise ValueError(f"stored as {tag}, expected {backing}")
         return self._load(tag, raw)
 
     def _dump(self, value: T) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from streamodel._diff import fill, meta_of
-from streamodel.exceptions import StreamodelError
+from streamodel.exceptions import StreamodelError, UndecodableItemError
 from streamodel.models import BaseModel, new_instance
 from streamodel.types import Wire
 
@@ -143,7 +143,14 @@ def decode_record(
             changed=changed,
             record=dict(record),
         )
-    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        AttributeError,
+        UndecodableItemError,
+    ) as error:
         raise UndecodableRecordError(
             f"stream record {sequence_number} of shard {shard_id} does not fit "
             f"{model.__name__}: {type(error).__name__}: {error}",

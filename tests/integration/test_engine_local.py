@@ -532,3 +532,19 @@ def test_dates_sort_in_range_queries(engine: Engine) -> None:
         .filter(Event.expires >= base + datetime.timedelta(days=3))
     )
     assert [e.seq for e in late] == [3, 4]
+
+
+def test_foreign_item_raises_a_clear_error_on_read(engine: Engine) -> None:
+    """An item another program stored with a wrong type is reported by model and column."""
+    from streamodel import UndecodableItemError
+
+    user_id = new_id()
+    engine.transport.call(
+        "dynamodb",
+        "PutItem",
+        {"TableName": engine.table_name(User), "Item": {"id": {"S": user_id}, "age": {"S": "x"}}},
+    )
+    with pytest.raises(UndecodableItemError) as raised:
+        engine.load(User(id=user_id))
+    assert raised.value.column == "age" and raised.value.model is User
+    assert "User.age" in str(raised.value) and "stored as S, expected N" in str(raised.value)
