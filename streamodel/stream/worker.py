@@ -10,7 +10,11 @@ get ``change.event_id`` and ``change.sequence_number`` to make their effects ide
 A handler that keeps failing is retried ``max_attempts`` times with backoff; then the whole
 change and the error go to the dead-letter destination and the shard moves on (or, with
 ``on_failure="stop"``, the worker stops before checkpointing past it). SIGTERM and SIGINT
-stop fetching, let the change in hand finish, checkpoint and return.
+stop fetching, let the change in hand finish, checkpoint, release the leases and return.
+
+Several processes of one group share the shards through leases
+(:mod:`streamodel.stream.leases`); transactional subscribers commit their writes with the
+checkpoint, for exactly-once projections. See docs/streams.md.
 """
 
 from __future__ import annotations
@@ -144,6 +148,12 @@ class Worker:
     :class:`DeadLetterInfo` (default: stored in the state table, listed by
     ``streamodel dead-letters GROUP``). ``on_failure="stop"`` stops the worker instead of
     moving past a change that failed ``max_attempts`` times (strict order).
+
+    ``failover`` is the seconds after which a lease whose counter stopped moving is taken
+    over (leases are renewed every quarter of it); ``worker_id`` names this process in the
+    leases (default host:pid:random). ``on_metrics(list[ShardMetrics])`` is called every
+    ``log_interval`` seconds and at the end; ``heartbeat_file`` is rewritten every second
+    with this process's liveness and readiness, for supervisors.
     """
 
     def __init__(
