@@ -188,6 +188,24 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def _add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a worker group's state is: the state table, named through the engine's template."""
+    parser.add_argument(
+        "--state-table", default=None, help="the worker state table (default streamodel-workers)"
+    )
+    parser.add_argument(
+        "--table-name-template", default="{table_name}", help="as for Engine (default as is)"
+    )
+
+
+def _state_store(args: argparse.Namespace) -> Any:
+    from streamodel import Engine
+    from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, StateStore
+
+    engine = Engine(table_name_template=args.table_name_template)
+    return StateStore(engine, args.group, table=args.state_table or DEFAULT_STATE_TABLE)
+
+
 def add_worker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``streamodel worker MODULE:ATTR``: run the Worker found there until SIGTERM/SIGINT."""
     parser = subparsers.add_parser(
@@ -311,22 +329,15 @@ def add_dead_letters_parser(
         description="List the changes a worker group could not handle, with their errors.",
     )
     parser.add_argument("group", help="the worker group")
-    parser.add_argument(
-        "--state-table", default=None, help="the worker state table (default streamodel-workers)"
-    )
-    parser.add_argument(
-        "--table-name-template", default="{table_name}", help="as for Engine (default as is)"
-    )
+    _add_state_arguments(parser)
     parser.set_defaults(func=cmd_dead_letters)
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """Print every dead letter of the group; exit 0 even when there are none."""
-    from streamodel import Engine
-    from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, StateStore, dead_letter_json
+    from streamodel.stream.checkpoints import dead_letter_json
 
-    engine = Engine(table_name_template=args.table_name_template)
-    store = StateStore(engine, args.group, table=args.state_table or DEFAULT_STATE_TABLE)
+    store = _state_store(args)
     count = 0
     for letter in store.dead_letters():
         print(dead_letter_json(letter), flush=True)
@@ -343,12 +354,7 @@ def add_status_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Read a worker group's leases and dead letters and print its state.",
     )
     parser.add_argument("group", help="the worker group")
-    parser.add_argument(
-        "--state-table", default=None, help="the worker state table (default streamodel-workers)"
-    )
-    parser.add_argument(
-        "--table-name-template", default="{table_name}", help="as for Engine (default as is)"
-    )
+    _add_state_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     parser.set_defaults(func=cmd_status)
 
@@ -404,12 +410,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print the group's state as a table (or JSON with ``--json``)."""
     import json
 
-    from streamodel import Engine
-    from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, StateStore
-
-    engine = Engine(table_name_template=args.table_name_template)
-    store = StateStore(engine, args.group, table=args.state_table or DEFAULT_STATE_TABLE)
-    status = group_status(store)
+    status = group_status(_state_store(args))
     if args.json:
         print(json.dumps(status, sort_keys=True))
         return 0

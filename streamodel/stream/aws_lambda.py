@@ -78,8 +78,8 @@ from streamodel.exceptions import (
     StaleVersionError,
     TransactionCanceledError,
 )
-from streamodel.models import BaseModel, new_base
-from streamodel.stream.checkpoints import raw_record_json
+from streamodel.models import BaseModel
+from streamodel.stream.checkpoints import raw_record_json, state_model
 from streamodel.stream.coordinator import Coordinator, Position
 from streamodel.stream.records import Change, UndecodableRecordError, decode_record
 from streamodel.stream.shards import pad_sequence, parse_sequence
@@ -206,42 +206,29 @@ def lambda_event(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 # -- state items -------------------------------------------------------------------------------
-def _tracking_models(table: str) -> tuple[type[BaseModel], type[BaseModel]]:
+def _tracking_models(table: str) -> tuple[Any, Any]:
     """The two item kinds this module keeps in the worker's state table."""
-    base = new_base()
-    state_table = table
-
-    class AppliedChange(base):  # type: ignore[valid-type, misc]
-        """The last change of one item that transactional subscribers applied."""
-
-        class Meta:
-            table_name = state_table
-            stream = None
-
-        scope = Column(String, hash_key=True, name="pk")
-        sort = Column(String, range_key=True, name="sk")
-        model = Column(String)
-        item_key = Column(String)
-        applied = Column(String)  # sequence number, 40 digits: string order = number order
-        event_id = Column(String)
-        updated_at = Column(DateTime)
-
-    class RecordAttempts(base):  # type: ignore[valid-type, misc]
-        """How many invocations failed on one record (the version column is the count)."""
-
-        class Meta:
-            table_name = state_table
-            stream = None
-
-        scope = Column(String, hash_key=True, name="pk")
-        sort = Column(String, range_key=True, name="sk")
-        model = Column(String)
-        sequence_number = Column(String)
-        error = Column(String)
-        counter = Column(Integer, version=True)
-        updated_at = Column(DateTime)
-
-    return AppliedChange, RecordAttempts
+    applied = state_model(
+        "AppliedChange",  # the last change of one item that transactional subscribers applied
+        table,
+        range_key="sort",
+        model=Column(String),
+        item_key=Column(String),
+        applied=Column(String),  # sequence number, 40 digits: string order = number order
+        event_id=Column(String),
+        updated_at=Column(DateTime),
+    )
+    attempts = state_model(
+        "RecordAttempts",  # how many invocations failed on one record (the version column)
+        table,
+        range_key="sort",
+        model=Column(String),
+        sequence_number=Column(String),
+        error=Column(String),
+        counter=Column(Integer, version=True),
+        updated_at=Column(DateTime),
+    )
+    return applied, attempts
 
 
 def _item_ident(record: Mapping[str, Any]) -> tuple[str, str]:
@@ -410,7 +397,7 @@ class LambdaHandler:
         self._setup()
         position, key_text = self._position(change)
         padded = _padded(change.sequence_number)
-        applied: Any = self.AppliedChange.applied  # type: ignore[attr-defined]
+        applied: Any = self.AppliedChange.applied
         position.model = change.model.__name__  # type: ignore[attr-defined]
         position.item_key = key_text  # type: ignore[attr-defined]
         position.applied = padded  # type: ignore[attr-defined]
@@ -428,15 +415,15 @@ class LambdaHandler:
             )
             with contextlib.suppress(MissingObjectsError):
                 self.engine.load(attempts, consistent=True)
-            attempts.model = change.model.__name__  # type: ignore[attr-defined]
-            attempts.sequence_number = change.sequence_number  # type: ignore[attr-defined]
-            attempts.error = f"{type(error).__name__}: {error}"[:1000]  # type: ignore[attr-defined]
-            attempts.updated_at = datetime.datetime.now(datetime.UTC)  # type: ignore[attr-defined]
+            attempts.model = change.model.__name__
+            attempts.sequence_number = change.sequence_number
+            attempts.error = f"{type(error).__name__}: {error}"[:1000]
+            attempts.updated_at = datetime.datetime.now(datetime.UTC)
             try:
                 self.engine.save(attempts)  # the version column makes this a counter
             except StaleVersionError:
                 continue
-            count: int = attempts.counter  # type: ignore[attr-defined]
+            count: int = attempts.counter
             return count
         raise StaleVersionError(f"attempt counter of {change} kept moving")
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamodel.columns import Column
-from streamodel.models import BaseModel, new_base
+from streamodel.models import new_base
 from streamodel.types import JSON, DateTime, Float, Integer, String
 
 if TYPE_CHECKING:
@@ -36,49 +36,55 @@ SHARD_END = "SHARD_END"
 START_MARKER = "~start"
 
 
-def _state_models(table: str) -> tuple[type[BaseModel], type[BaseModel]]:
-    """The two item kinds of one state table, as models bound to that table name."""
-    base = new_base()
-    state_table = table
+def state_model(name: str, table: str, *, range_key: str, **columns: Column) -> Any:
+    """A model of one item kind in a state table.
 
-    class ShardState(base):  # type: ignore[valid-type, misc]
-        class Meta:
-            table_name = state_table
-            stream = None
+    Every kind shares the table's key schema, defined here once: hash key ``pk`` (the Python
+    column ``scope``) and range key ``sk`` (named ``range_key`` in Python); no stream.
+    """
+    attrs: dict[str, Any] = {
+        "Meta": type("Meta", (), {"table_name": table, "stream": None}),
+        "scope": Column(String, hash_key=True, name="pk"),
+        range_key: Column(String, range_key=True, name="sk"),
+        **columns,
+    }
+    return type(name, (new_base(),), attrs)
 
-        scope = Column(String, hash_key=True, name="pk")
-        shard_id = Column(String, range_key=True, name="sk")
-        stream_arn = Column(String)
-        model = Column(String)
-        checkpoint = Column(String)
-        parent = Column(String)
-        owner = Column(String)
-        counter = Column(Integer, version=True)
-        updated_at = Column(DateTime)
+
+def _state_models(table: str) -> tuple[Any, Any]:
+    """The two item kinds of one state table the worker uses."""
+    shard_state = state_model(
+        "ShardState",
+        table,
+        range_key="shard_id",
+        stream_arn=Column(String),
+        model=Column(String),
+        checkpoint=Column(String),
+        parent=Column(String),
+        owner=Column(String),
+        counter=Column(Integer, version=True),
+        updated_at=Column(DateTime),
         # Published by the owner with each checkpoint, for `streamodel status`.
-        records = Column(Integer)
-        rate = Column(Float)
-        last_created_at = Column(DateTime)
-
-    class DeadLetter(base):  # type: ignore[valid-type, misc]
-        class Meta:
-            table_name = state_table
-            stream = None
-
-        scope = Column(String, hash_key=True, name="pk")
-        sort = Column(String, range_key=True, name="sk")
-        group = Column(String)
-        worker = Column(String)
-        model = Column(String)
-        shard_id = Column(String)
-        sequence_number = Column(String)
-        event_id = Column(String)
-        error = Column(String)
-        attempts = Column(Integer)
-        record = Column(JSON)
-        created_at = Column(DateTime)
-
-    return ShardState, DeadLetter
+        records=Column(Integer),
+        rate=Column(Float),
+        last_created_at=Column(DateTime),
+    )
+    dead_letter = state_model(
+        "DeadLetter",
+        table,
+        range_key="sort",
+        group=Column(String),
+        worker=Column(String),
+        model=Column(String),
+        shard_id=Column(String),
+        sequence_number=Column(String),
+        event_id=Column(String),
+        error=Column(String),
+        attempts=Column(Integer),
+        record=Column(JSON),
+        created_at=Column(DateTime),
+    )
+    return shard_state, dead_letter
 
 
 def _json_safe(value: Any) -> Any:
@@ -118,7 +124,7 @@ class StateStore:
     def load(self, stream_arn: str) -> dict[str, Any]:
         """Every shard state of this group on ``stream_arn``, by shard id."""
         query = self.engine.query(self.ShardState, consistent=True).key(
-            self.ShardState.scope == self.scope(stream_arn)  # type: ignore[attr-defined]
+            self.ShardState.scope == self.scope(stream_arn)
         )
         return {state.shard_id: state for state in query}
 
@@ -166,15 +172,13 @@ class StateStore:
         """Every shard state of this group, on every stream (a scan of the state table)."""
         prefix = f"{self.group}|"
         yield from self.engine.scan(self.ShardState).filter(
-            self.ShardState.scope.begins_with(prefix)  # type: ignore[attr-defined]
+            self.ShardState.scope.begins_with(prefix)
         )
 
     def dead_letters(self) -> Iterator[Any]:
         """This group's dead letters, oldest first."""
         return iter(
-            self.engine.query(self.DeadLetter).key(
-                self.DeadLetter.scope == f"dead|{self.group}"  # type: ignore[attr-defined]
-            )
+            self.engine.query(self.DeadLetter).key(self.DeadLetter.scope == f"dead|{self.group}")
         )
 
 
