@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamodel._compiled import compiled
 from streamodel.actions import Action, Update, updates_for
 from streamodel.conditions import (
     Comparison,
@@ -24,9 +25,9 @@ from streamodel.conditions import (
     all_of,
 )
 from streamodel.exceptions import InvalidConditionError, UndecodableItemError, ValidationError
-from streamodel.models import BaseModel
+from streamodel.models import BaseModel, new_instance
 from streamodel.schema import check_values
-from streamodel.types import Wire, wire_size
+from streamodel.types import Wire
 
 MAX_ITEM_BYTES = 400 * 1024
 
@@ -38,6 +39,21 @@ def meta_of(obj: BaseModel | type[BaseModel]) -> Any:
 
 def key_of(obj: BaseModel) -> dict[str, Wire]:
     """The object's key as wire values; a clear error when a key column is unset or bad."""
+    values = obj._sm_values
+    key: dict[str, Wire] = {}
+    try:
+        for name, dynamo_name, check, dump in compiled(type(obj)).keys:
+            value = values.get(name)
+            wire = None if value is None else dump(check(value))
+            if wire is None or wire.get("S") == "" or wire.get("B") == b"":
+                return _key_of_reference(obj)
+            key[dynamo_name] = wire
+    except Exception:  # the reference says what is wrong, in its own words
+        return _key_of_reference(obj)
+    return key
+
+
+def _key_of_reference(obj: BaseModel) -> dict[str, Wire]:
     meta = meta_of(obj)
     values = {c.name: obj._sm_values.get(c.name) for c in meta.keys}
     missing = {name: ["Missing key value."] for name, value in values.items() if value is None}
@@ -62,11 +78,11 @@ def is_stored(obj: BaseModel) -> bool:
     snapshot = obj._sm_snapshot
     if snapshot is None:
         return False
-    meta = meta_of(obj)
-    for column in meta.keys:
-        value = obj._sm_values.get(column.name)
-        wire = column.type.dynamo_dump(value) if value is not None else None
-        if wire != snapshot.get(column.dynamo_name):
+    values = obj._sm_values
+    for name, dynamo_name, _, dump in compiled(type(obj)).keys:
+        value = values.get(name)
+        wire = dump(value) if value is not None else None
+        if wire != snapshot.get(dynamo_name):
             return False
     return True
 
@@ -87,6 +103,8 @@ class SavePlan:
     version_condition: Condition | None = None
     condition: Condition | None = None
     returns: str | None = None  # ReturnValues of the UpdateItem, when values are read back
+    # The wire value of each checked column (what ``mark_saved`` stores in the snapshot).
+    wires: dict[str, Wire | None] = field(default_factory=dict)
 
     @property
     def writes_nothing(self) -> bool:
@@ -111,63 +129,71 @@ def plan_save(
     """The minimal write for ``obj``: changed columns SET, cleared ones REMOVEd, actions
     (assigned to columns or given per path in ``actions``) rendered as their clauses."""
     meta = meta_of(obj)
+    model = type(obj)
+    cm = compiled(model)
     key = key_of(obj)
     stored = is_stored(obj)
     snapshot = obj._sm_snapshot if stored else None
     touched = obj._sm_touched
     values = obj._sm_values
-    key_names = {c.name for c in meta.keys}
     version = meta.version
-    updates = _bind_actions(obj, actions)
     # Columns holding an action are not diffed; changes beside actions given per path are,
     # so that an overlap between the two is refused rather than one silently dropped.
     acted = {n for n, v in values.items() if isinstance(v, Action)}
+    updates = _bind_actions(obj, actions) if acted or actions else []
 
-    candidates = {
-        c.name: values.get(c.name)
-        for c in meta.columns
-        if c.name not in key_names
-        and c is not version
-        and c.name not in acted
-        and (c.name in touched or (snapshot is not None and c.dynamo_name in snapshot))
-    }
-    checked = check_values(type(obj), candidates)
-    _check_index_keys(meta, checked)
+    candidates = {}
+    for name, dynamo_name in cm.plain:  # neither key nor version
+        if name not in acted and (
+            name in touched or (snapshot is not None and dynamo_name in snapshot)
+        ):
+            candidates[name] = values.get(name)
+    checked = cm.check_values(candidates)
+    if checked is None:
+        checked = check_values(model, candidates)  # raises, listing every bad column
+    if meta.indexes:
+        _check_index_keys(meta, checked)
     plan = SavePlan(obj=obj, key=key, checked=checked, updates=updates)
     item: dict[str, Wire] = dict(key)
-    for column in meta.columns:
-        name = column.name
+    dumps, loads, wires = cm.dump, cm.load, plan.wires
+    sets, removes, diff = plan.sets, plan.removes, plan.diff
+    for column, name, dynamo_name in cm.triples:
         if name not in checked:
-            stored_wire = snapshot.get(column.dynamo_name) if snapshot is not None else None
-            if stored_wire is not None:
-                item[column.dynamo_name] = stored_wire
+            if snapshot is not None:
+                stored_wire = snapshot.get(dynamo_name)
+                if stored_wire is not None:
+                    item[dynamo_name] = stored_wire
             continue
-        wire = column.type.dynamo_dump(checked[name])
-        known = snapshot is not None and column.dynamo_name in snapshot
-        old_wire = snapshot.get(column.dynamo_name) if snapshot is not None else None
+        value = checked[name]
+        wire = wires[name] = dumps[name](value)
         if wire is not None:
-            item[column.dynamo_name] = wire
-        if known and wire == old_wire:
-            continue
-        if wire is None:
-            if known and old_wire is None:
-                continue
-            plan.removes.append(column)
+            item[dynamo_name] = wire
+        if snapshot is not None and dynamo_name in snapshot:
+            old_wire = snapshot[dynamo_name]
+            if wire == old_wire:
+                continue  # unchanged (or known absent and still absent)
         else:
-            plan.sets.append((column, wire))
-        plan.diff[name] = (column.type.dynamo_load(old_wire), checked[name])
+            old_wire = None
+        if wire is None:
+            removes.append(column)
+        else:
+            sets.append((column, wire))
+        diff[name] = (None if old_wire is None else loads[name](old_wire), value)
     for update in updates:
         column = update.path.column
         old = snapshot.get(column.dynamo_name) if snapshot is not None else None
         new = values.get(column.name) if not update.path.segments else update
-        plan.diff.setdefault(column.name, (column.type.dynamo_load(old), new))
+        plan.diff.setdefault(column.name, (loads[column.name](old), new))
 
     if version is not None and version_check:
         current = values.get(version.name)
         if current is not None:
-            current = check_values(type(obj), {version.name: current})[version.name]
+            found = cm.check_values({version.name: current})
+            if found is None:
+                found = check_values(model, {version.name: current})
+            current = found[version.name]
         plan.new_version = (current or 0) + 1
-        wire = version.type.dynamo_dump(plan.new_version)
+        wire = cm.dump[version.name](plan.new_version)
         assert wire is not None
         plan.sets.append((version, wire))
         item[version.dynamo_name] = wire
@@ -179,7 +205,7 @@ def plan_save(
         plan.diff[version.name] = (values.get(version.name), None)
 
     _check_overlaps(plan)
-    size = wire_size(item)
+    size = cm.item_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(
             {
@@ -239,6 +265,20 @@ def _bind_actions(obj: BaseModel, actions: Mapping[Path, Any] | None) -> list[Up
 
 def _check_overlaps(plan: SavePlan) -> None:
     """DynamoDB refuses two updates of overlapping document paths; say which ones."""
+    if not plan.updates:
+        return  # plain SETs and REMOVEs name distinct top-level columns: no overlap
+    # Linear check first (each path against the prefixes seen so far and vice versa); only
+    # an overlap runs the pairwise search that names the first two overlapping paths.
+    paths: set[tuple[str | int, ...]] = set()
+    prefixes: set[tuple[str | int, ...]] = set()
+    for update in plan.all_updates():
+        path = update.key
+        if path in prefixes or any(path[:i] in paths for i in range(1, len(path) + 1)):
+            break
+        paths.add(path)
+        prefixes.update(path[:i] for i in range(1, len(path) + 1))
+    else:
+        return
     seen: list[Update] = []
     for update in plan.all_updates():
         for other in seen:
@@ -316,10 +356,13 @@ def mark_saved(plan: SavePlan, returned: Mapping[str, Wire] | None = None) -> No
     meta = meta_of(obj)
     snapshot = dict(obj._sm_snapshot or {}) if is_stored(obj) else {}
     snapshot.update(plan.key)
+    wires = plan.wires
     for name, value in plan.checked.items():
         obj._sm_values[name] = value
         column = meta.columns_by_name[name]
-        snapshot[column.dynamo_name] = column.type.dynamo_dump(value)
+        snapshot[column.dynamo_name] = (
+            wires[name] if name in wires else column.type.dynamo_dump(value)
+        )
     if plan.new_version is not None:
         version = meta.version
         obj._sm_values[version.name] = plan.new_version
@@ -353,6 +396,24 @@ def mark_deleted(obj: BaseModel) -> None:
 
 def fill(obj: BaseModel, item: Mapping[str, Wire], columns: list[Any] | None = None) -> None:
     """Set ``obj`` from a stored item; ``columns`` are those the read returned (all if None)."""
+    if columns is None and compiled(type(obj)).fill_all(obj, item):
+        return
+    fill_reference(obj, item, columns)
+
+
+def load_new(model: type[BaseModel], item: Mapping[str, Wire]) -> BaseModel:
+    """A new object of ``model`` filled from a whole stored item (no defaults applied)."""
+    obj = compiled(model).new_from(item)
+    if obj is None:
+        obj = new_instance(model)
+        fill_reference(obj, item)
+    return obj  # type: ignore[no-any-return]
+
+
+def fill_reference(
+    obj: BaseModel, item: Mapping[str, Wire], columns: list[Any] | None = None
+) -> None:
+    """:func:`fill` through each type's ``dynamo_load``: the reference for the compiled path."""
     meta = meta_of(obj)
     known = meta.columns if columns is None else columns
     snapshot: dict[str, Wire | None] = {}

@@ -100,3 +100,28 @@ def render_updates(r: Renderer, updates: Sequence[Update]) -> str | None:
             path = u.path.render(r)
             out.append((path, u.render(path, [r.value(w) for w in u.values])))
     return update_expression(r, set_=set_, remove=remove, add=pairs["ADD"], delete=pairs["DELETE"])
+
+
+def render_plain(
+    r: Renderer, sets: Sequence[tuple[Any, Wire]], removes: Sequence[Any]
+) -> str | None:
+    """:func:`render_updates` of plain whole-column SETs and REMOVEs (no actions), rendered
+    directly: the same text and placeholders without building an ``Update`` per column."""
+    names, values = r._names, r._values
+    set_ = []
+    for column, wire in sets:
+        attribute = column.dynamo_name
+        placeholder = names.get(attribute)
+        if placeholder is None:
+            placeholder = names[attribute] = f"#n{len(names)}"
+        value = f":v{len(values)}"
+        values[value] = wire
+        set_.append(f"{placeholder}={value}")
+    remove = [r.name(column.dynamo_name) for column in removes]
+    if set_ and remove:
+        return "SET " + ", ".join(set_) + " REMOVE " + ", ".join(remove)
+    if set_:
+        return "SET " + ", ".join(set_)
+    if remove:
+        return "REMOVE " + ", ".join(remove)
+    return None

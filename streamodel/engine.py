@@ -21,7 +21,7 @@ from streamodel._diff import (
     meta_of,
     plan_save,
 )
-from streamodel._render import Renderer, render_updates
+from streamodel._render import Renderer, render_plain, render_updates
 from streamodel.columns import Index
 from streamodel.conditions import Condition, Path
 from streamodel.exceptions import (
@@ -101,13 +101,20 @@ class Engine:
         self.table_name_template = table_name_template
         # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
         self._tables: dict[type[BaseModel], dict[str, Any]] = {}
+        # Names from a str template (fixed per template and model), computed once.
+        self._names: dict[tuple[str, type[BaseModel]], str] = {}
 
     # -- tables -----------------------------------------------------------------------
     def table_name(self, model: type[BaseModel]) -> str:
         """The table name this engine uses for ``model``."""
         template = self.table_name_template
-        base = meta_of(model).table_name
-        return template(model) if callable(template) else template.format(table_name=base)
+        if callable(template):
+            return template(model)
+        name = self._names.get((template, model))
+        if name is None:
+            name = template.format(table_name=meta_of(model).table_name)
+            self._names[(template, model)] = name
+        return name
 
     def bind(
         self, model: type[BaseModel] | None = None, *, base: type[BaseModel] | None = None
@@ -261,7 +268,10 @@ class Engine:
         """The ``UpdateItem`` parameters for a save plan (without ``ReturnValues``)."""
         r = Renderer()
         request: dict[str, Any] = {"TableName": self.table_name(type(plan.obj)), "Key": plan.key}
-        expression = render_updates(r, plan.all_updates())
+        if plan.updates:
+            expression = render_updates(r, plan.all_updates())
+        else:
+            expression = render_plain(r, plan.sets, plan.removes)
         if expression is not None:
             request["UpdateExpression"] = expression
         if plan.condition is not None:
@@ -405,7 +415,7 @@ class Engine:
 
         Every object found is filled; then :class:`MissingObjectsError` lists the others.
         """
-        wanted: dict[tuple[str, str], list[BaseModel]] = {}
+        wanted: dict[tuple[str, Any], list[BaseModel]] = {}
         by_table: dict[str, list[dict[str, Wire]]] = {}
         for obj in objs:
             obj = _model_object(obj)
@@ -415,7 +425,7 @@ class Engine:
             if ident not in wanted:
                 by_table.setdefault(table, []).append(key)
             wanted.setdefault(ident, []).append(obj)
-        found: set[tuple[str, str]] = set()
+        found: set[tuple[str, Any]] = set()
         for table, item in self._batch_get(by_table, consistent):
             meta = meta_of(wanted_model(wanted, table))
             key = {c.dynamo_name: item[c.dynamo_name] for c in meta.keys}
@@ -513,11 +523,15 @@ def _model_object(obj: Any) -> BaseModel:
     return obj
 
 
-def _key_ident(key: dict[str, Wire]) -> str:
-    return repr(sorted((name, sorted(wire.items())) for name, wire in key.items()))
+def _key_ident(key: dict[str, Wire]) -> Any:
+    # Key values are S, N or B: one (tag, str or bytes) pair each, hashable as they are.
+    try:
+        return tuple(sorted((name, *wire.items()) for name, wire in key.items()))
+    except TypeError:  # an unexpected shape: compare its text
+        return repr(sorted((name, sorted(wire.items())) for name, wire in key.items()))
 
 
-def wanted_model(wanted: dict[tuple[str, str], list[BaseModel]], table: str) -> type[BaseModel]:
+def wanted_model(wanted: dict[tuple[str, Any], list[BaseModel]], table: str) -> type[BaseModel]:
     for (t, _), objs in wanted.items():
         if t == table:
             return type(objs[0])

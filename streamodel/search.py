@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamodel import signals
-from streamodel._diff import fill, meta_of
+from streamodel._diff import fill, load_new, meta_of
 from streamodel._render import Renderer
 from streamodel.columns import Column, Index
 from streamodel.conditions import And, BeginsWith, Between, Comparison, Condition, Path, Value
@@ -412,7 +412,13 @@ class Results(Iterator[Any]):
 
     def _objects(self, pages: Iterator[dict[str, Any]]) -> Iterator[Any]:
         search = self.search
-        columns = search._columns()
+        projected = search._columns()
+        every = meta_of(search.model).columns
+        whole = len(projected) == len(every) and all(
+            a is b for a, b in zip(projected, every, strict=True)
+        )
+        # Whole items go through the model's compiled load.
+        columns: list[Column] | None = None if whole else projected
         key_names = [c.dynamo_name for c in search._key_columns()]
         remaining = search._limit
         if remaining is not None and remaining <= 0:
@@ -422,8 +428,11 @@ class Results(Iterator[Any]):
             items = page.get("Items", [])
             last = page.get("LastEvaluatedKey")
             for i, item in enumerate(items):
-                obj = new_instance(search.model)
-                fill(obj, item, columns)
+                if columns is None:
+                    obj = load_new(search.model, item)  # the model's compiled load
+                else:
+                    obj = new_instance(search.model)
+                    fill(obj, item, columns)
                 # The position moves before the object is handed out: a token read after
                 # it resumes after it. After a page's last item, DynamoDB's own key is
                 # further along (it skips what a filter dropped).

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from streamodel._diff import fill, meta_of
+from streamodel._compiled import compiled
+from streamodel._diff import load_new, meta_of
 from streamodel.exceptions import StreamodelError, UndecodableItemError
-from streamodel.models import BaseModel, new_instance
+from streamodel.models import BaseModel
 from streamodel.types import Wire
 
 __all__ = ["EVENTS", "Change", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
@@ -98,9 +99,7 @@ def _created_at(value: Any) -> datetime.datetime:
 def _image(model: type[BaseModel], image: Mapping[str, Wire] | None) -> Any:
     if image is None:
         return None
-    obj = new_instance(model)
-    fill(obj, image)
-    return obj
+    return load_new(model, image)  # the model's compiled load
 
 
 def decode_record(
@@ -116,7 +115,8 @@ def decode_record(
         event = _EVENT_NAMES[record["eventName"]]
         meta = meta_of(model)
         keys: Mapping[str, Wire] = data["Keys"]
-        key = {c.name: c.type.dynamo_load(keys[c.dynamo_name]) for c in meta.keys}
+        loads = compiled(model).load
+        key = {c.name: loads[c.name](keys[c.dynamo_name]) for c in meta.keys}
         old_image, new_image = data.get("OldImage"), data.get("NewImage")
         old, new = _image(model, old_image), _image(model, new_image)
         if old_image is not None and new_image is not None:
