@@ -1,0 +1,293 @@
+"""The compiled wire functions (streamodel._compiled) equal the types' reference methods."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from typing import Any
+
+import marshmallow
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamodel import Column, new_base
+from streamodel._compiled import checker, compiled, dumper, loader, sizer
+from streamodel._diff import fill, fill_reference, load_new
+from streamodel.exceptions import UndecodableItemError
+from streamodel.models import new_instance
+from streamodel.schema import check_values
+from streamodel.types import (
+    ALL_TYPES,
+    DateTime,
+    Float,
+    Integer,
+    List,
+    Map,
+    Number,
+    Set,
+    String,
+    _attribute_size,
+    wire_size,
+)
+
+IDS = [type(factory()).__name__ + str(i) for i, (factory, _) in enumerate(ALL_TYPES)]
+UTC = datetime.UTC
+
+# Values every type must judge exactly as its reference check does (accept or refuse).
+AWKWARD = [
+    "text",
+    "",
+    "2026-01-01T00:00:00+00:00",
+    "2026-01-01T00:00:00",
+    "12345678-1234-5678-1234-567812345678",
+    "GREEN",
+    "1e500",
+    0,
+    -1,
+    10**38 - 1,
+    10**38,
+    -(10**38),
+    True,
+    1.5,
+    float("nan"),
+    float("inf"),
+    1e300,
+    5e-324,
+    -0.0,
+    decimal.Decimal("1.5"),
+    decimal.Decimal("NaN"),
+    decimal.Decimal("1E+126"),
+    decimal.Decimal("1E-131"),
+    decimal.Decimal("0E+200"),
+    decimal.Decimal("1." + "1" * 40),
+    b"bytes",
+    bytearray(b"x"),
+    datetime.datetime(2026, 1, 1, tzinfo=UTC),
+    datetime.datetime(2026, 1, 1),
+    datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    uuid.UUID(int=5),
+    {"a", "b"},
+    {1, 2},
+    frozenset({"a"}),
+    {"a", None},
+    [1, 2, None],
+    ["a", 1],
+    (1, 2),
+    [],
+    set(),
+    {"street": "x", "number": 1},
+    {"street": 1},
+    {"nope": 1},
+    {"a": [1, 2.5, "x", None, True]},
+    object(),
+]
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    """What a call gives: ("ok", value) or ("error", (type, message or messages))."""
+    try:
+        return ("ok", fn(*args))
+    except marshmallow.ValidationError as error:
+        return ("error", (type(error), error.messages))
+    except Exception as error:
+        return ("error", (type(error), str(error)))
+
+
+@pytest.mark.parametrize(("factory", "sample"), ALL_TYPES, ids=IDS)
+def test_every_type_round_trips_like_the_reference(factory: Any, sample: Any) -> None:
+    """For every type, compiled check, dump, load and size equal the reference methods."""
+    typ = factory()
+    checked = typ.check(sample)
+    assert checker(typ)(sample) == checked
+    wire = typ.dynamo_dump(checked)
+    assert dumper(typ)(checked) == wire
+    assert dumper(typ)(None) is None
+    assert loader(typ)(wire) == typ.dynamo_load(wire)
+    assert loader(typ)(None) is None
+    assert loader(typ)({"NULL": True}) == typ.dynamo_load({"NULL": True})
+    assert sizer(typ)(wire) == _attribute_size(wire)
+
+
+@pytest.mark.parametrize(("factory", "sample"), ALL_TYPES, ids=IDS)
+@pytest.mark.parametrize("value", AWKWARD, ids=[repr(v)[:30] for v in AWKWARD])
+def test_every_type_judges_awkward_values_like_the_reference(
+    factory: Any, sample: Any, value: Any
+) -> None:
+    """Compiled checks accept, normalize and refuse (same messages) exactly as the types do,
+    and dumps of what they accept are the same wire values."""
+    typ = factory()
+    expected = outcome(typ.check, value)
+    assert outcome(checker(typ), value) == expected
+    if expected[0] == "ok":
+        assert outcome(dumper(typ), expected[1]) == outcome(typ.dynamo_dump, expected[1])
+
+
+WRONG_WIRES: list[Any] = [
+    {"S": "x"},
+    {"N": "12"},
+    {"N": "not a number"},
+    {"BOOL": True},
+    {"SS": ["a"]},
+    {"NS": ["1", "2"]},
+    {"L": [{"N": "1"}, {"NULL": True}]},
+    {"L": [{"S": "x"}]},
+    {"M": {"street": {"S": "s"}, "other": {"N": "1"}}},
+    {"S": "x", "N": "1"},
+    {},
+    "S",
+    ["S"],
+]
+
+
+@pytest.mark.parametrize(("factory", "sample"), ALL_TYPES, ids=IDS)
+@pytest.mark.parametrize("wire", WRONG_WIRES, ids=[repr(w)[:30] for w in WRONG_WIRES])
+def test_loads_of_unexpected_wire_values_match_the_reference(
+    factory: Any, sample: Any, wire: Any
+) -> None:
+    """A wire value of another type or shape loads, or fails, as the reference does; a
+    whole-object fill raises the reference's UndecodableItemError."""
+    typ = factory()
+    expected = outcome(typ.dynamo_load, wire)
+    got = outcome(loader(typ), wire)
+    if expected[0] == "ok":
+        assert got == expected
+    else:
+        assert got[0] == "error"  # fill then hands the item to the reference
+        model = _one_column_model(typ)
+        item = {"id": {"S": "k"}, "value": wire}
+        assert outcome(fill, new_instance(model), item) == outcome(
+            fill_reference, new_instance(model), item
+        )
+
+
+def _one_column_model(typ: Any) -> Any:
+    class One(new_base()):  # type: ignore[misc]
+        id = Column(String, hash_key=True)
+        value = Column(typ)
+
+    return One
+
+
+Base = new_base()
+
+
+# A model with a column of every type in ALL_TYPES (c0, c1, ... stored as d0, d1, ...).
+EverythingModel: Any = type(
+    "EverythingModel",
+    (Base,),
+    {
+        "__module__": __name__,
+        "id": Column(String, hash_key=True),
+        "version": Column(Integer, version=True),
+        **{f"c{i}": Column(f(), name=f"d{i}") for i, (f, _) in enumerate(ALL_TYPES)},
+    },
+)
+
+
+def _sample_object() -> Any:
+    obj = EverythingModel(id="k", version=3)
+    for i, (_, sample) in enumerate(ALL_TYPES):
+        setattr(obj, f"c{i}", sample)
+    return obj
+
+
+def test_whole_objects_fill_and_size_like_the_reference() -> None:
+    """A model of every type: check_values, item size, fill and load_new equal the reference."""
+    obj = _sample_object()
+    values = dict(obj._sm_values)
+    cm = compiled(EverythingModel)
+    checked = check_values(EverythingModel, values)
+    assert cm.check_values(values) == checked
+    item = {
+        c.dynamo_name: w
+        for c in EverythingModel.Meta.columns  # type: ignore[attr-defined]
+        if (w := c.type.dynamo_dump(checked[c.name])) is not None
+    }
+    assert cm.item_size(item) == wire_size(item)
+    assert cm.item_size({**item, "extra": {"S": "é"}}) == wire_size({**item, "extra": {"S": "é"}})
+    fast, slow = new_instance(EverythingModel), new_instance(EverythingModel)
+    fill(fast, item)
+    fill_reference(slow, item)
+    assert fast._sm_values == slow._sm_values
+    assert fast._sm_snapshot == slow._sm_snapshot
+    assert fast._sm_touched == slow._sm_touched == set()
+    new = load_new(EverythingModel, item)
+    assert new._sm_values == slow._sm_values and new._sm_snapshot == slow._sm_snapshot
+    partial = {"id": {"S": "k"}, "d0": {"S": "x"}}
+    fill(fast, partial)
+    fill_reference(slow, partial)
+    assert fast._sm_values == slow._sm_values and fast._sm_snapshot == slow._sm_snapshot
+
+
+def test_check_values_refuses_with_the_reference_error() -> None:
+    """Bad values make the compiled check step aside, and the reference error names each."""
+    cm = compiled(EverythingModel)
+    bad = {"c1": "not a number", "c3": float("nan"), "c0": "fine"}
+    assert cm.check_values(bad) is None
+    with pytest.raises(marshmallow.ValidationError) as info:
+        check_values(EverythingModel, bad)
+    assert set(info.value.messages) == {"c1", "c3"}  # type: ignore[arg-type]
+
+
+def test_undecodable_items_raise_the_same_error() -> None:
+    """A stored value of the wrong type raises the reference's UndecodableItemError."""
+    item = {"id": {"S": "k"}, "d1": {"S": "text"}}
+    with pytest.raises(UndecodableItemError) as fast:
+        fill(new_instance(EverythingModel), item)
+    with pytest.raises(UndecodableItemError) as slow:
+        fill_reference(new_instance(EverythingModel), item)
+    assert str(fast.value) == str(slow.value)
+    assert fast.value.column == slow.value.column
+
+
+# -- properties ------------------------------------------------------------------------------
+
+numbers = st.decimals(allow_nan=True, allow_infinity=True, places=None) | st.decimals(
+    min_value=-(10**40), max_value=10**40
+)
+datetimes = st.datetimes(
+    timezones=st.sampled_from([UTC, datetime.timezone(datetime.timedelta(hours=-5))]) | st.none()
+)
+PROPERTY_TYPES: list[tuple[Any, Any]] = [
+    (String(), st.text() | st.integers()),
+    (Integer(), st.integers() | st.booleans() | st.text(max_size=3)),
+    (Number(), numbers | st.floats() | st.integers()),
+    (Float(), st.floats() | st.integers() | numbers),
+    (DateTime(), datetimes),
+    (
+        Set(Number()),
+        st.sets(st.decimals(allow_nan=False, places=None), max_size=4)
+        | st.lists(st.integers(), max_size=3),
+    ),
+    (Set(String()), st.sets(st.text(), max_size=4) | st.sets(st.integers(), max_size=2)),
+    (List(Number()), st.lists(numbers | st.none(), max_size=4)),
+    (
+        Map(a=String(), b=Number(), c=List(Integer())),
+        st.dictionaries(
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.none() | st.text() | numbers | st.lists(st.integers(), max_size=3),
+        ),
+    ),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_property_compiled_paths_equal_the_reference(data: Any) -> None:
+    """For generated values: compiled check/dump/load/size equal the reference, error or not."""
+    typ, strategy = data.draw(st.sampled_from(PROPERTY_TYPES))
+    value = data.draw(strategy)
+    expected = outcome(typ.check, value)
+    got = outcome(checker(typ), value)
+    if expected[0] == "ok":
+        assert got[0] == "ok"
+        assert repr(got[1]) == repr(expected[1])  # NaN-safe, and same digits
+        wire = typ.dynamo_dump(expected[1])
+        assert dumper(typ)(expected[1]) == wire
+        if wire is not None:
+            assert repr(loader(typ)(wire)) == repr(typ.dynamo_load(wire))
+            assert sizer(typ)(wire) == _attribute_size(wire)
+    else:
+        assert repr(got) == repr(expected)
