@@ -632,6 +632,95 @@ def worker_latency(engine: Engine, count: int) -> str:
         return f"failed: {type(error).__name__}: {error}"
 
 
+# -- memory: a 100k-item scan and a 100k-change replay, without DynamoDB -------------------------
+
+
+class _PagedScan:
+    """A transport answering Scan with generated 1,000-item pages (about 0.3 MB each)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+    def call(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert operation == "Scan", operation
+        start = int(params.get("ExclusiveStartKey", {}).get("id", {}).get("S", "id--1")[3:]) + 1
+        end = min(self.total, start + 1000)
+        items = [hand_dump(Plain(**sample_values("mem", i))) for i in range(start, end)]
+        for item in items:
+            item["id"] = {"S": f"id-{int(item['id']['S'][3:]):08d}"}
+        page: dict[str, Any] = {"Items": items, "Count": len(items)}
+        if end < self.total:
+            page["LastEvaluatedKey"] = {"tenant": {"S": "mem"}, "id": {"S": f"id-{end - 1}"}}
+        return page
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_memory(total: int) -> list[str]:
+    """Peak traced memory and process RSS of a ``total``-item scan and change replay."""
+    import tracemalloc
+
+    from streamodel.testing import FakeStreams
+
+    lines = []
+    engine = Engine(transport=_PagedScan(total))  # type: ignore[arg-type]
+    rss0 = _peak_rss_mb()
+    tracemalloc.start()
+    started = time.perf_counter()
+    count = sum(1 for _ in engine.scan(Account))
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == total, count
+    lines.append(
+        f"| scan of {total:,} items (`engine.scan(Account)`, 1,000-item pages) | "
+        f"{peak / 2**20:.1f} MB | {_peak_rss_mb():.0f} MB (+{_peak_rss_mb() - rss0:.0f}) | "
+        f"{seconds:.1f} s |"
+    )
+
+    fake = FakeStreams(shards=1, first_sequence=1)
+    for i in range(total):
+        wire = hand_dump(Plain(**sample_values("mem", i)))
+        fake.put({"tenant": wire["tenant"], "id": wire["id"]}, new_image=wire)
+    engine = Engine(transport=fake)
+    engine._tables[Account] = {"name": "Account", "stream_arn": fake.stream_arn}
+    rss0 = _peak_rss_mb()
+    tracemalloc.start()
+    started = time.perf_counter()
+    stream = engine.stream(Account, "trim_horizon")
+    count = 0
+    while count < total:
+        change = next(stream)
+        if change is None:
+            break
+        count += 1
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == total, count
+    lines.append(
+        f"| replay of {total:,} changes (`engine.stream`, FakeStreams, 1,000-record pages) | "
+        f"{peak / 2**20:.1f} MB | {_peak_rss_mb():.0f} MB (+{_peak_rss_mb() - rss0:.0f}) | "
+        f"{seconds:.1f} s |"
+    )
+    return [
+        "### Memory (no DynamoDB: a generated Scan and a FakeStreams replay)",
+        "",
+        "| run | peak traced by tracemalloc | peak RSS of the process | time (traced) |",
+        "| --- | ---: | ---: | ---: |",
+        *lines,
+        "",
+        "tracemalloc counts what the run allocated and still held at its peak (the fake "
+        "stream's own records were built before it started); peak RSS is the process's "
+        "high-water mark, which includes the fake stream's 100k stored records.",
+        "",
+    ]
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -663,6 +752,18 @@ def machine() -> str:
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f}"
+
+
+def report_cpu(cpu: dict[str, dict[str, float]]) -> str:
+    floor = cpu["hand-written"]
+    lines = ["| | object → wire | wire → object | object → full save request |"]
+    for name, row in cpu.items():
+        cells = [
+            f"{us(row[w])} µs ({row[w] / floor[w]:.1f}x)" if w in row else "—"
+            for w in ("dump", "load", "request")
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def report(
@@ -758,6 +859,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--net-rounds", type=int, default=2)
     parser.add_argument("--write", type=Path, help="also write the report into this file")
     parser.add_argument("--profile", action="store_true", help="print cProfile hot spots")
+    parser.add_argument(
+        "--memory", type=int, default=100_000, help="items/changes of the memory runs (0: skip)"
+    )
+    parser.add_argument("--cpu-only", action="store_true", help="CPU and memory runs only")
+    parser.add_argument(
+        "--scaling", action="store_true", help="also run tests/benchmarks/scaling.py"
+    )
     args = parser.parse_args(argv)
     n = args.n
     started = time.perf_counter()
@@ -780,6 +888,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("== profile: streamodel wire -> object ==")
         print(profile(lambda: fill(new_instance(Account), wire), 3000))
+
+    memory: list[str] = []
+    if args.memory:
+        print(f"memory: scan and replay of {args.memory:,}...", flush=True)
+        memory = run_memory(args.memory)
+        print("\n".join(memory), flush=True)
+    if args.cpu_only:
+        print(report_cpu(cpu))
+        return 0
 
     network: dict[str, dict[str, Result]] = {}
     replays: dict[str, Result] = {}
@@ -840,11 +957,17 @@ def main(argv: list[str] | None = None) -> int:
         latency = worker_latency(engines["streamodel lean"], 50)
 
     text = report(n, cpu, network, replays, latency, time.perf_counter() - started, command)
+    text += "\n" + "\n".join(memory)
     print()
     print(text)
     if args.write:
         write_docs(args.write, text)
         print(f"written to {args.write}")
+    if args.scaling:
+        import subprocess
+
+        scaling = [sys.executable, str(Path(__file__).with_name("scaling.py"))]
+        return subprocess.call(scaling + (["--write", str(args.write)] if args.write else []))
     return 0
 
 
