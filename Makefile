@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 # The stamp makes `make test` / `make demo` reinstall only when pyproject.toml changed.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test lint demo bench clean
+.PHONY: help install test lint demo bench reliability clean
 
 help:
 	@echo "make install      create .venv, install streamodel[dev], fetch DynamoDB Local"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint         ruff check, ruff format --check, mypy --strict"
 	@echo "make demo         run examples/demo.py"
 	@echo "make bench        run the benchmarks in tests/benchmarks"
+	@echo "make reliability  fault-injection scenarios at full size; prints the figures table"
 	@echo "make clean        remove .venv and caches"
 
 install: $(STAMP)
@@ -54,6 +55,9 @@ bench: $(STAMP)
 	else \
 		echo "no benchmarks in tests/benchmarks" >&2; exit 1; \
 	fi
+
+reliability: $(STAMP)
+	$(BIN)/python tests/reliability/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import boto3
@@ -19,7 +20,46 @@ _CONNECTION_ERRORS = (
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectTimeoutError,
     botocore.exceptions.HTTPClientError,
+    botocore.exceptions.ResponseStreamingError,
 )
+
+
+class _CorruptResponse(Exception):
+    """An answer whose body is shorter than promised or fails its CRC32: never parsed."""
+
+    def __init__(self, text: str, code: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+def check_body(http_response: Any, **_: Any) -> None:
+    """botocore ``after-call`` hook: refuse a cut-off or corrupted answer before it is used.
+
+    botocore reads bodies with ``enforce_content_length=False``, its JSON parser turns an
+    unreadable body into an empty result, and its "standard" retry mode skips DynamoDB's
+    CRC32 check; so a truncated answer would otherwise come back as a wrong success (an
+    empty ``GetItem``, a ``BatchGetItem`` missing what exists).
+    """
+    headers = http_response.headers
+    body: bytes = http_response.content or b""
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and len(body) != int(length):
+        raise _CorruptResponse(
+            f"the response body has {len(body)} of {length} promised bytes", "InvalidResponse"
+        )
+    expected = headers.get("x-amz-crc32")
+    if (
+        expected is not None
+        and expected.isdigit()
+        and zlib.crc32(body) & 0xFFFFFFFF != int(expected)
+    ):
+        raise _CorruptResponse("the response's CRC32 does not match its body", "CRC32CheckFailed")
+
+
+def _guard(client: Any) -> Any:
+    """Register :func:`check_body` on ``client`` (once) and return it."""
+    client.meta.events.register("after-call", check_body, unique_id="streamodel-check-body")
+    return client
 
 
 def client_config() -> botocore.config.Config:
@@ -52,15 +92,15 @@ class BotocoreTransport:
         self._endpoint_url = endpoint_url
         self._clients: dict[Service, Any] = {}
         if dynamodb is not None:
-            self._clients["dynamodb"] = dynamodb
+            self._clients["dynamodb"] = _guard(dynamodb)
         if dynamodbstreams is not None:
-            self._clients["dynamodbstreams"] = dynamodbstreams
+            self._clients["dynamodbstreams"] = _guard(dynamodbstreams)
 
     def client(self, service: Service) -> Any:
         """The boto3 client for ``service``, created on first use."""
         client = self._clients.get(service)
         if client is None:
-            client = self._clients[service] = default_client(service, self._endpoint_url)
+            client = self._clients[service] = _guard(default_client(service, self._endpoint_url))
         return client
 
     def call(self, service: Service, operation: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +109,10 @@ class BotocoreTransport:
             response: dict[str, Any] = method(**params)
         except botocore.exceptions.ClientError as error:
             raise _translate(operation, error) from error
+        except _CorruptResponse as error:
+            raise ServerError(
+                f"{operation}: unreadable response: {error}", operation=operation, code=error.code
+            ) from error
         except _CONNECTION_ERRORS as error:
             raise ServerError(
                 f"{operation}: connection failed: {error}", operation=operation, code="Connection"
