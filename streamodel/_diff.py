@@ -117,6 +117,22 @@ class SavePlan:
         return [*plain, *self.updates]
 
 
+def check_condition(obj: BaseModel, condition: Condition | None) -> Condition | None:
+    """Refuse a condition on columns of another model: it would test an attribute that the
+    object's item may hold for another reason, and silently pass or fail."""
+    if condition is None:
+        return None
+    model = type(obj)
+    for path in condition.paths():
+        owner = path.column.model
+        if owner is None or not issubclass(model, owner):
+            raise InvalidConditionError(
+                f"the condition on {model.__name__} names {path.describe()}, a column of "
+                f"{getattr(owner, '__name__', 'no model')}"
+            )
+    return condition
+
+
 def plan_save(
     obj: BaseModel,
     *,
@@ -130,6 +146,7 @@ def plan_save(
     (assigned to columns or given per path in ``actions``) rendered as their clauses."""
     meta = meta_of(obj)
     model = type(obj)
+    check_condition(obj, condition)
     cm = compiled(model)
     key = key_of(obj)
     stored = is_stored(obj)
@@ -335,6 +352,7 @@ def delete_condition(
     obj: BaseModel, *, condition: Condition | None, atomic: bool, version_check: bool = True
 ) -> Condition | None:
     """User condition AND the version check AND (with ``atomic``) the snapshot check."""
+    check_condition(obj, condition)
     meta = meta_of(obj)
     version = meta.version
     version_condition: Condition | None = None

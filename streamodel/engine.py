@@ -411,7 +411,8 @@ class Engine:
 
     # -- reads ------------------------------------------------------------------------
     def load(self, *objs: BaseModel, consistent: bool = False) -> None:
-        """Fill each object from its stored item (``BatchGetItem``, 100 keys per call).
+        """Fill each object from its stored item (one ``GetItem`` for a single key, else
+        ``BatchGetItem``, 100 keys per call).
 
         Every object found is filled; then :class:`MissingObjectsError` lists the others.
         """
@@ -426,7 +427,7 @@ class Engine:
                 by_table.setdefault(table, []).append(key)
             wanted.setdefault(ident, []).append(obj)
         found: set[tuple[str, Any]] = set()
-        for table, item in self._batch_get(by_table, consistent):
+        for table, item in self._fetch(by_table, consistent):
             meta = meta_of(wanted_model(wanted, table))
             key = {c.dynamo_name: item[c.dynamo_name] for c in meta.keys}
             ident = (table, _key_ident(key))
@@ -437,6 +438,17 @@ class Engine:
         missing = [obj for ident, group in wanted.items() if ident not in found for obj in group]
         if missing:
             raise MissingObjectsError(f"{len(missing)} object(s) not found", objects=missing)
+
+    def _fetch(
+        self, by_table: dict[str, list[dict[str, Wire]]], consistent: bool
+    ) -> Iterator[tuple[str, dict[str, Wire]]]:
+        if sum(len(keys) for keys in by_table.values()) != 1:
+            return self._batch_get(by_table, consistent)
+        # One key: GetItem is the cheaper call (no batch envelope, nothing unprocessed).
+        ((table, (key,)),) = by_table.items()
+        request = {"TableName": table, "Key": key, "ConsistentRead": consistent}
+        item = self.transport.call("dynamodb", "GetItem", request).get("Item")
+        return iter([(table, item)] if item is not None else [])
 
     def _batch_get(
         self, by_table: dict[str, list[dict[str, Wire]]], consistent: bool

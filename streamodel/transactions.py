@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from streamodel import signals
 from streamodel._diff import (
     SavePlan,
+    check_condition,
     fill,
     is_stored,
     key_of,
@@ -127,6 +128,7 @@ class WriteTransaction(_Transaction):
 
     def check(self, obj: BaseModel, condition: Condition) -> None:
         """Require ``condition`` to hold on ``obj``'s stored item for the whole transaction."""
+        check_condition(obj, condition)
         key = self._claim(obj)
         r = Renderer()
         request: dict[str, Any] = {

@@ -176,11 +176,6 @@ def test_bad_call_gets_a_clear_error_and_writes_nothing(
     assert transport.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/_diff: a save's condition on another model's column is sent, not refused "
-    "(see the reliability report: plan_save should check condition paths' models)",
-)
 def test_condition_on_a_column_of_another_model_is_refused(engine: Any, transport: Any) -> None:
     """A condition naming a column of another model is refused before anything is sent."""
     with pytest.raises(InvalidConditionError):

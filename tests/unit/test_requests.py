@@ -98,8 +98,8 @@ def test_save_new_object_sets_only_set_columns(engine: Any, transport: Any) -> N
 def test_save_after_change_writes_only_that_column(engine: Any, transport: Any) -> None:
     """After a load, changing one column makes the save name only that column."""
     transport.queue(
-        "BatchGetItem",
-        {"Responses": {"User": [{"id": {"S": "u1"}, "name": {"S": "Ann"}, "age": {"N": "3"}}]}},
+        "GetItem",
+        {"Item": {"id": {"S": "u1"}, "name": {"S": "Ann"}, "age": {"N": "3"}}},
     )
     user = User(id="u1")
     engine.load(user)

@@ -39,7 +39,7 @@ def item(version: int, body: str = "b", id: str = "d") -> dict[str, Any]:
 
 
 def loaded(engine: Any, transport: Any, version: int, body: str = "b") -> Doc:
-    transport.queue("BatchGetItem", {"Responses": {"Doc": [item(version, body)]}})
+    transport.queue("GetItem", {"Item": item(version, body)})
     doc = Doc(id="d")
     engine.load(doc)
     transport.calls.clear()
@@ -163,9 +163,9 @@ def test_update_reloads_and_retries_on_stale_versions(engine: Any, transport: An
     """update() loads consistently, applies fn, saves, and on a stale version reloads and
     tries again; it returns the saved object."""
     transport.queue(
-        "BatchGetItem",
-        {"Responses": {"Doc": [item(1, "one")]}},
-        {"Responses": {"Doc": [item(2, "two")]}},
+        "GetItem",
+        {"Item": item(1, "one")},
+        {"Item": item(2, "two")},
     )
     transport.queue("UpdateItem", ConditionFailedError("failed", item=item(2, "two")))
     calls: list[str] = []
@@ -177,8 +177,8 @@ def test_update_reloads_and_retries_on_stale_versions(engine: Any, transport: An
     doc = Doc(id="d")
     assert engine.update(doc, fn, backoff=0) is doc
     assert calls == ["one", "two"]
-    assert transport.operations() == ["BatchGetItem", "UpdateItem"] * 2
-    assert transport.calls[0][2]["RequestItems"]["Doc"]["ConsistentRead"] is True
+    assert transport.operations() == ["GetItem", "UpdateItem"] * 2
+    assert transport.calls[0][2]["ConsistentRead"] is True
     last = transport.calls[-1][2]
     assert last["ExpressionAttributeValues"][":v0"] == {"S": "two!"}
     assert (doc.body, doc.version) == ("two!", 3)
@@ -187,7 +187,7 @@ def test_update_reloads_and_retries_on_stale_versions(engine: Any, transport: An
 def test_update_gives_up_after_retries(engine: Any, transport: Any) -> None:
     """update() raises the last StaleVersionError after ``retries`` more attempts."""
     for _ in range(3):
-        transport.queue("BatchGetItem", {"Responses": {"Doc": [item(1)]}})
+        transport.queue("GetItem", {"Item": item(1)})
         transport.queue("UpdateItem", ConditionFailedError("failed", item=item(9)))
     with pytest.raises(StaleVersionError):
         engine.update(Doc(id="d"), lambda d: setattr(d, "hits", add(1)), retries=2, backoff=0)
@@ -199,25 +199,25 @@ def test_update_of_unversioned_model_uses_atomic(engine: Any, transport: Any) ->
     item changed, but not when the caller's own condition fails."""
     plain = {"id": {"S": "p"}, "body": {"S": "a"}}
     changed = {"id": {"S": "p"}, "body": {"S": "b"}}
-    transport.queue("BatchGetItem", {"Responses": {"Plain": [plain]}})
-    transport.queue("BatchGetItem", {"Responses": {"Plain": [changed]}})
+    transport.queue("GetItem", {"Item": plain})
+    transport.queue("GetItem", {"Item": changed})
     transport.queue("UpdateItem", ConditionFailedError("failed", item=changed))
     obj = engine.update(Plain(id="p"), lambda p: setattr(p, "body", p.body * 2), backoff=0)
     assert obj.body == "bb"
     assert transport.calls[-1][2]["ConditionExpression"] == "#n0 = :v1"
 
     transport.calls.clear()
-    transport.queue("BatchGetItem", {"Responses": {"Plain": [plain]}})
+    transport.queue("GetItem", {"Item": plain})
     transport.queue("UpdateItem", ConditionFailedError("failed", item=plain))
     with pytest.raises(ConditionFailedError):
         engine.update(
             Plain(id="p"), lambda p: setattr(p, "body", "x"), condition=Plain.body == "zzz"
         )
-    assert transport.operations() == ["BatchGetItem", "UpdateItem"]
+    assert transport.operations() == ["GetItem", "UpdateItem"]
 
 
 def test_update_of_missing_item_raises(engine: Any, transport: Any) -> None:
     """update() of an item that does not exist raises MissingObjectsError, writing nothing."""
     with pytest.raises(MissingObjectsError):
         engine.update(Doc(id="nope"), lambda d: None)
-    assert transport.operations() == ["BatchGetItem"]
+    assert transport.operations() == ["GetItem"]
