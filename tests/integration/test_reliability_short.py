@@ -29,13 +29,13 @@ def test_workload_under_faults_loses_and_duplicates_nothing(
     """Under 5% faults of each kind, every acknowledged write is stored with its value, every
     failure is a streamodel error, and no counter counts twice."""
     figures = scenarios.data_plane(
-        local_endpoint, table_template, transport=transport, operations=80
+        local_endpoint, table_template, transport=transport, operations=50
     )
     assert figures.problems == []
     assert figures.faults > 0 and figures.lost == 0 and figures.duplicates == 0
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ["lean"])  # both transports: make reliability
 def test_worker_under_faults_delivers_everything(
     local_endpoint: str, table_template: str, transport: str
 ) -> None:
@@ -78,7 +78,7 @@ def test_no_secret_or_item_value_is_logged_above_debug(
     caplog.set_level(logging.DEBUG)
     with scenarios.FaultProxy(local_endpoint, seed=5, **scenarios.FAULTS_5) as proxy:
         proxy.enabled = False
-        for transport in TRANSPORTS:
+        for transport in ["lean"]:  # both: make reliability
             clients = {
                 name: session.client(name, endpoint_url=proxy.endpoint_url, region_name="us-east-1")
                 for name in ("dynamodb", "dynamodbstreams")

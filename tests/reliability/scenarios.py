@@ -40,6 +40,9 @@ Base = new_base()
 class Doc(Base):
     """A versioned document: every save is conditional on the version it last saw."""
 
+    class Meta:
+        table_name = "RelDoc"
+
     id = Column(String, hash_key=True)
     version = Column(Integer, version=True)
     value = Column(String)
@@ -48,12 +51,18 @@ class Doc(Base):
 class Tally(Base):
     """A counter incremented with ADD, the classic non-idempotent write."""
 
+    class Meta:
+        table_name = "RelTally"
+
     id = Column(String, hash_key=True)
     count = Column(Integer)
 
 
 class Row(Base):
     """Rows written by batches and read back by queries."""
+
+    class Meta:
+        table_name = "RelRow"
 
     group = Column(String, hash_key=True)
     n = Column(Integer, range_key=True)
@@ -62,6 +71,9 @@ class Row(Base):
 
 class Event(Base):
     """The table whose stream the worker scenarios read."""
+
+    class Meta:
+        table_name = "RelEvent"
 
     id = Column(String, hash_key=True)
     value = Column(Integer)
