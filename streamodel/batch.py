@@ -32,6 +32,7 @@ from streamodel.actions import Action
 from streamodel.exceptions import (
     BatchWriteError,
     InvalidConditionError,
+    ServerError,
     ValidationError,
 )
 from streamodel.models import BaseModel
@@ -118,9 +119,16 @@ class BatchWriter:
                     if entry.done:
                         done(entry, index[id(entry)])
                 missing = [e.obj for e in entries if not e.done]
+                # After a 5xx or a broken connection the last call may have landed.
+                unknown = (
+                    [e.obj for e in chunk if not e.done] if isinstance(error, ServerError) else []
+                )
+                detail = f" ({len(unknown)} in a call whose outcome is unknown)" if unknown else ""
                 raise BatchWriteError(
-                    f"{len(missing)} of {len(entries)} object(s) were not written: {error}",
+                    f"{len(missing)} of {len(entries)} object(s) not known to be written"
+                    f"{detail}: {error}",
                     objects=missing,
+                    unknown=unknown,
                 ) from error
             for entry in chunk:
                 done(entry, index[id(entry)])

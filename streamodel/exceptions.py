@@ -87,15 +87,19 @@ class MissingObjectsError(StreamodelError):
 
 
 class BatchWriteError(StreamodelError):
-    """Some objects of a batch write were not written; they are in ``.objects``.
+    """Some objects of a batch write are not known to be written; they are in ``.objects``.
 
     Everything else was written (and its ``object_saved``/``object_deleted`` signal sent).
-    ``__cause__`` holds the transport error when a call failed outright.
+    ``.unknown`` lists those of ``.objects`` whose call failed with an unknown outcome (a 5xx
+    or a broken connection: they may be stored); ``__cause__`` holds the transport error.
     """
 
-    def __init__(self, message: str, *, objects: Iterable[Any]) -> None:
+    def __init__(
+        self, message: str, *, objects: Iterable[Any], unknown: Iterable[Any] = ()
+    ) -> None:
         super().__init__(message)
         self.objects = list(objects)
+        self.unknown = list(unknown)
 
 
 class UndecodableItemError(StreamodelError):

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamodel.exceptions import ConditionFailedError
+from streamodel.exceptions import ConditionFailedError, TransportError
 from streamodel.stream.checkpoints import SHARD_END, START_MARKER, StateStore
 
 __all__ = ["LeaseManager", "LeaseRound", "default_worker_id"]
@@ -112,6 +112,12 @@ class LeaseManager:
                 if state.owner != self.owner:  # taken by someone since our renewal
                     self._lose(shard_id, result)
                 continue
+            if state.owner == self.owner:
+                # A take whose answer was lost did land: the lease is ours.
+                self.states[shard_id] = state
+                self.held.add(shard_id)
+                result.taken[shard_id] = state
+                continue
             self.states[shard_id] = state
             self._observe(shard_id, state, now)
             if state.checkpoint == SHARD_END:
@@ -126,6 +132,22 @@ class LeaseManager:
                 self.store.save(state)  # updated_at changes, so the counter moves
             except ConditionFailedError:
                 self._lose(shard_id, result)
+            except TransportError:
+                if not self.refresh(shard_id):
+                    self._lose(shard_id, result)
+
+    def refresh(self, shard_id: str) -> bool:
+        """After a write with an unknown outcome: re-read the lease and keep it if it is
+        still ours (with the stored counter, so the next write's condition holds)."""
+        try:
+            stored = self.store.load(self.stream_arn).get(shard_id)
+        except TransportError:
+            return shard_id in self.held  # cannot tell yet: the next round tries again
+        if stored is None or stored.owner != self.owner:
+            self.held.discard(shard_id)
+            return False
+        self.states[shard_id] = stored
+        return True
 
     def _create(self, shard_id: str, parent: str | None) -> Any:
         state = self.store.new_state(self.stream_arn, shard_id, self.model_name)
@@ -210,6 +232,9 @@ class LeaseManager:
             self.store.save(state)
         except ConditionFailedError:
             return False  # someone else moved it first
+        except TransportError:
+            state.owner = previous
+            return False  # outcome unknown: a later round adopts it if the take landed
         self.held.add(shard_id)
         result.taken[shard_id] = state
         if stolen:
@@ -257,6 +282,6 @@ class LeaseManager:
             state = self.states[shard_id]
             state.owner = None
             # Already taken by someone else: nothing to give up.
-            with contextlib.suppress(ConditionFailedError):
+            with contextlib.suppress(ConditionFailedError, TransportError):
                 self.store.save(state)
         self.held.clear()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
 
-from streamodel.exceptions import ConditionFailedError, InvalidModelError
+from streamodel.exceptions import ConditionFailedError, InvalidModelError, TransportError
 from streamodel.models import BaseModel
 from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, SHARD_END, START_MARKER, StateStore
 from streamodel.stream.leases import LeaseManager, default_worker_id
@@ -368,8 +368,16 @@ class Worker:
         while not self._stop.is_set():
             handled = 0
             for reader in readers:
-                self._maintain_leases(reader)
-                handled += self._drain(reader)
+                try:
+                    self._maintain_leases(reader)
+                    handled += self._drain(reader)
+                except TransportError as error:
+                    # DynamoDB or the stream failed beyond the transport's retries: nothing
+                    # was checkpointed past what was handled; wait a little and go on.
+                    logger.warning(
+                        "worker %s: %s; continuing", self.group, error, extra={"group": self.group}
+                    )
+                    self._stop.wait(self.retry_wait_max)
                 if self._stop.is_set():
                     return
             self.ready = True
@@ -392,29 +400,48 @@ class Worker:
             try:
                 change = next(reader.stream)
             except UndecodableRecordError as error:
-                self.send_dead_letter(
-                    DeadLetterInfo(
-                        self.group,
-                        reader.model,
-                        error.shard_id,
-                        error.sequence_number,
-                        str(error.record.get("eventID", "")),
-                        error,
-                        0,
-                        error.record,
-                    )
+                info = DeadLetterInfo(
+                    self.group,
+                    reader.model,
+                    error.shard_id,
+                    error.sequence_number,
+                    str(error.record.get("eventID", "")),
+                    error,
+                    0,
+                    error.record,
                 )
+                with self._rewind_on_error(reader, error.shard_id):
+                    self.send_dead_letter(info)
                 self._mark_handled(reader, error.shard_id, error.record)
                 handled += 1
                 continue
             if change is None:
                 break
-            if not self.dispatch(change, seal=functools.partial(self._seal, reader, change)):
+            with self._rewind_on_error(reader, change.shard_id):
+                seal = functools.partial(self._seal, reader, change)
+                dispatched = self.dispatch(change, seal=seal)
+            if not dispatched:
                 self._stop.set()  # on_failure="stop": never checkpoint past this change
                 return handled
             self._mark_handled(reader, change.shard_id, change.record)
             handled += 1
         return handled
+
+    @contextmanager
+    def _rewind_on_error(self, reader: _ModelReader, shard_id: str) -> Iterator[None]:
+        """If a change taken from the stream could not be handled (its dead letter could not
+        be stored, say), read the shard again from the last handled change, so the change is
+        not skipped in this process either."""
+        try:
+            yield
+        except BaseException:
+            state = reader.states.get(shard_id)
+            after = reader.handled.get(shard_id)
+            if after is None and state is not None and state.checkpoint != SHARD_END:
+                after = state.checkpoint
+            parent = state.parent if state is not None else None
+            reader.stream.coordinator.assign(shard_id, after=after, done=False, parent=parent)
+            raise
 
     def dispatch(
         self,
@@ -640,6 +667,10 @@ class Worker:
                     reader.leases.held.discard(shard_id)
                     reader.stream.coordinator.release(shard_id)
                     reader.handled.pop(shard_id, None)
+                except TransportError as error:
+                    # Outcome unknown: learn what is stored; the next round writes it again.
+                    logger.warning("worker %s: checkpoint of %s: %s", self.group, shard_id, error)
+                    reader.leases.refresh(shard_id)
 
     def _publish(self, reader: _ModelReader, shard_id: str, state: Any, previous: Any) -> None:
         """Copy the shard's counters onto its lease item, for ``streamodel status``."""

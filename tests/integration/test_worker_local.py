@@ -351,3 +351,41 @@ def test_status_heartbeat_and_metrics(
     assert shard["checkpoint"] and shard["lag_seconds"] is not None
     assert cli_main(["status", name, "--table-name-template", table_template]) == 0
     assert "Invoice" in capsys.readouterr().out
+
+
+def test_worker_survives_failing_dead_letter_store_without_skipping(engine: Engine) -> None:
+    """When storing a dead letter fails with a server error, the worker keeps running and
+    delivers that change again instead of skipping it."""
+    from streamodel.exceptions import ServerError
+
+    name = group()
+    calls = {"dead": 0}
+    got: list[str] = []
+
+    def flaky_dead_letter(info: DeadLetterInfo) -> None:
+        calls["dead"] += 1
+        if calls["dead"] == 1:
+            raise ServerError("dead-letter store unavailable", code="InternalServerError")
+        assert info.change is not None
+        got.append(info.change.key["id"])
+
+    worker = Worker(
+        engine,
+        group=name,
+        start="latest",
+        max_attempts=1,
+        retry_wait=0.001,
+        retry_wait_max=0.01,
+        dead_letter=flaky_dead_letter,
+    )
+    poison = uuid.uuid4().hex
+
+    @worker.subscribe(Order)
+    def handler(change: Change) -> None:
+        if change.key["id"] == poison:
+            raise RuntimeError("poison")
+
+    worker.run(until_caught_up=True)
+    engine.save(Order(id=poison, status="x"))
+    worker.run(until_caught_up=True)
+    assert got.count(poison) == 1 and calls["dead"] >= 2
