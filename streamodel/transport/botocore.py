@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import zlib
 from typing import Any
 
 import boto3
+import boto3.session
 import botocore.config
 import botocore.exceptions
 from botocore import xform_name
 
-from streamodel.exceptions import ServerError, StreamodelError
+from streamodel.exceptions import ServerError, StreamodelError, TransportError
 from streamodel.transport.base import Service
 from streamodel.transport.errors import error_from_response
 
@@ -72,8 +75,24 @@ def client_config() -> botocore.config.Config:
 
 
 def default_client(service: Service, endpoint_url: str | None = None) -> Any:
-    """A boto3 client from the default session and environment (region, credentials, endpoint)."""
-    return boto3.client(service, endpoint_url=endpoint_url, config=client_config())
+    """A boto3 client from the default session and environment (region, credentials, endpoint).
+
+    With an explicit endpoint (DynamoDB Local, a proxy) and no region configured, the region
+    defaults to us-east-1: such servers accept any, and "You must specify a region" would only
+    get in the way.
+    """
+    session = boto3.session.Session()
+    region = session.region_name
+    if region is None and (endpoint_url or _endpoint_from_environment(service)):
+        region = "us-east-1"
+    return session.client(
+        service, endpoint_url=endpoint_url, region_name=region, config=client_config()
+    )
+
+
+def _endpoint_from_environment(service: Service) -> str | None:
+    name = "AWS_ENDPOINT_URL_" + service.upper()
+    return os.environ.get(name) or os.environ.get("AWS_ENDPOINT_URL")
 
 
 class BotocoreTransport:
@@ -91,6 +110,8 @@ class BotocoreTransport:
     ) -> None:
         self._endpoint_url = endpoint_url
         self._clients: dict[Service, Any] = {}
+        # boto3 clients are thread-safe once made; making two at once from one session is not.
+        self._lock = threading.Lock()
         if dynamodb is not None:
             self._clients["dynamodb"] = _guard(dynamodb)
         if dynamodbstreams is not None:
@@ -100,7 +121,11 @@ class BotocoreTransport:
         """The boto3 client for ``service``, created on first use."""
         client = self._clients.get(service)
         if client is None:
-            client = self._clients[service] = _guard(default_client(service, self._endpoint_url))
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    client = _guard(default_client(service, self._endpoint_url))
+                    self._clients[service] = client
         return client
 
     def call(self, service: Service, operation: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +141,11 @@ class BotocoreTransport:
         except _CONNECTION_ERRORS as error:
             raise ServerError(
                 f"{operation}: connection failed: {error}", operation=operation, code="Connection"
+            ) from error
+        except botocore.exceptions.BotoCoreError as error:
+            # No credentials, no region, a bad parameter: a streamodel error all the same.
+            raise TransportError(
+                f"{operation}: {error}", operation=operation, code=type(error).__name__
             ) from error
         response.pop("ResponseMetadata", None)
         return response

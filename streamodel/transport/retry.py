@@ -7,6 +7,8 @@ the two layers never multiply.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,6 +39,8 @@ IDEMPOTENT_OPERATIONS = frozenset(
         # TransactWriteItems carries a ClientRequestToken: a repeat within 10 minutes is a
         # no-op that returns the first answer.
         "TransactWriteItems",
+        # Unconditional puts and deletes: repeating one leaves the same item.
+        "BatchWriteItem",
     }
 )
 
@@ -71,11 +75,21 @@ class RetryPolicy:
             if operation in IDEMPOTENT_OPERATIONS
             else (ThrottledError,)
         )
+        started = time.monotonic()
+        try:
+            # Most calls succeed at once: only a failure pays for building the retry machinery.
+            return fn()
+        except retryable:
+            if self.attempts == 1:
+                raise
+        # The first retry waits like tenacity's first full-jitter wait; the rest is tenacity's.
+        time.sleep(random.uniform(0, min(self.base, self.max_wait)))
+        remaining = max(self.deadline - (time.monotonic() - started), 0.0)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(retryable),
-            stop=tenacity.stop_after_attempt(self.attempts)
-            | tenacity.stop_after_delay(self.deadline),
-            wait=tenacity.wait_random_exponential(multiplier=self.base, max=self.max_wait),
+            stop=tenacity.stop_after_attempt(self.attempts - 1)
+            | tenacity.stop_after_delay(remaining),
+            wait=tenacity.wait_random_exponential(multiplier=self.base * 2, max=self.max_wait),
             reraise=True,
         )
         return retrying(fn)

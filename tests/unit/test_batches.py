@@ -114,13 +114,18 @@ def test_items_never_processed_are_reported_per_object(engine: Any, transport: A
 
 
 def test_failed_call_reports_that_chunk_and_the_rest(engine: Any, transport: Any) -> None:
-    """When a call fails, its objects and every later one are reported, earlier ones not."""
-    transport.queue("BatchWriteItem", {}, ServerError("boom", operation="BatchWriteItem"))
+    """When a call fails for good, its objects and every later one are reported, earlier ones
+    not; the failed call's objects are marked as of unknown outcome."""
+    failure = ServerError("boom", operation="BatchWriteItem")
+    transport.queue("BatchWriteItem", {}, *[failure] * 20)
     objs = things(60)
     with pytest.raises(BatchWriteError) as raised:
         engine.delete(*objs)
     assert raised.value.objects == objs[25:]
+    assert raised.value.unknown == objs[25:50]
     assert isinstance(raised.value.__cause__, ServerError)
+    # Unconditional batch writes are idempotent: a server error is retried before that.
+    assert transport.operations().count("BatchWriteItem") > 2
 
 
 def test_bad_input_refused_before_anything_is_sent(engine: Any, transport: Any) -> None:
