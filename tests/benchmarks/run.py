@@ -829,8 +829,8 @@ def report(
         "",
         "What each row sends: save = raw `PutItem` with a version condition, PynamoDB "
         "`save()`, streamodel `engine.save` (one conditional `UpdateItem`); get = raw "
-        "`GetItem`, PynamoDB `get`, streamodel `engine.load(obj)` (a `BatchGetItem` of one "
-        "key); batch get = 100 keys per call; scan and query read the N items (ops = items); "
+        "`GetItem`, PynamoDB `get`, streamodel `engine.load(obj)` (a `GetItem`); "
+        "batch get = 100 keys per call; scan and query read the N items (ops = items); "
         "update 1 column = raw unconditional `UpdateItem`, PynamoDB `update(actions=...)` "
         "(adds its version check), streamodel: change one column and `save` (diff: one SET "
         "plus the version); versioned update = raw conditional `UpdateItem`, PynamoDB "
