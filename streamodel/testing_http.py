@@ -10,40 +10,20 @@ service's JSON 1.0 protocol on a loopback port, so any client (boto3, the lean t
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
 from streamodel.exceptions import TransportError
 from streamodel.testing import FakeStreams
+from streamodel.transport.json_shape import to_json_shape
 
 __all__ = ["FakeStreamsServer"]
 
 _TARGET_PREFIX = "DynamoDBStreams_20120810."
 _ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, datetime):
-        return value.timestamp()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _decode_binaries(value: Any) -> Any:
-    """Request attribute values come base64-encoded; the fake stores bytes."""
-    if isinstance(value, dict):
-        if len(value) == 1 and "B" in value and isinstance(value["B"], str):
-            return {"B": base64.b64decode(value["B"])}
-        return {k: _decode_binaries(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode_binaries(v) for v in value]
-    return value
 
 
 class FakeStreamsServer:
@@ -91,7 +71,8 @@ def _handler_for(fake: FakeStreams) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             target = self.headers.get("X-Amz-Target", "")
-            params = _decode_binaries(json.loads(self.rfile.read(length) or b"{}"))
+            # Stream requests carry no attribute values: plain JSON is all there is.
+            params = json.loads(self.rfile.read(length) or b"{}")
             operation = target.removeprefix(_TARGET_PREFIX)
             try:
                 result = fake.call("dynamodbstreams", operation, params)
@@ -99,7 +80,7 @@ def _handler_for(fake: FakeStreams) -> type[BaseHTTPRequestHandler]:
             except TransportError as error:
                 status = 500 if error.code in ("InternalServerError", "ServiceUnavailable") else 400
                 body = {"__type": _ERROR_PREFIX + error.code, "message": str(error)}
-            payload = json.dumps(body, default=_json_default).encode()
+            payload = json.dumps(to_json_shape(body)).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
             self.send_header("Content-Length", str(len(payload)))

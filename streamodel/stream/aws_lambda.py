@@ -57,7 +57,6 @@ record, and redelivery of a whole batch.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import datetime
@@ -84,6 +83,7 @@ from streamodel.stream.coordinator import Coordinator, Position
 from streamodel.stream.records import Change, UndecodableRecordError, decode_record
 from streamodel.stream.shards import pad_sequence, parse_sequence
 from streamodel.stream.worker import DeadLetterInfo, Worker
+from streamodel.transport.json_shape import item_from_json
 from streamodel.types import DateTime, Integer, String
 
 if TYPE_CHECKING:
@@ -121,31 +121,6 @@ def table_name_from_arn(arn: str) -> str:
     return pieces[1]
 
 
-def _from_base64(value: Any) -> bytes:
-    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
-
-
-def _attribute(value: Mapping[str, Any]) -> dict[str, Any]:
-    """One attribute value from Lambda's JSON to botocore's shape (idempotent)."""
-    if len(value) != 1:
-        raise ValueError(f"not an attribute value: {value!r}")
-    ((tag, raw),) = value.items()
-    if tag == "B":
-        return {"B": _from_base64(raw)}
-    if tag == "BS":
-        return {"BS": [_from_base64(v) for v in raw]}
-    if tag == "M":
-        return {"M": {k: _attribute(v) for k, v in raw.items()}}
-    if tag == "L":
-        return {"L": [_attribute(v) for v in raw]}
-    # S, N, SS, NS (numbers stay strings in both shapes), BOOL, NULL.
-    return {tag: copy.deepcopy(raw)}
-
-
-def _image(image: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _attribute(value) for name, value in image.items()}
-
-
 def _epoch_to_datetime(value: Any) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
@@ -166,7 +141,7 @@ def botocore_record(record: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(result.get("dynamodb") or {})
     for name in ("Keys", "NewImage", "OldImage"):
         if data.get(name) is not None:
-            data[name] = _image(data[name])
+            data[name] = item_from_json(data[name])
     created = data.get("ApproximateCreationDateTime")
     data["ApproximateCreationDateTime"] = (
         datetime.datetime.now(datetime.UTC).replace(microsecond=0)

@@ -14,7 +14,6 @@ The state lives in one table (``streamodel-workers`` by default, named through t
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import traceback
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamodel.columns import Column
 from streamodel.models import new_base
+from streamodel.transport.json_shape import to_json_shape
 from streamodel.types import JSON, DateTime, Float, Integer, String
 
 if TYPE_CHECKING:
@@ -87,21 +87,9 @@ def _state_models(table: str) -> tuple[Any, Any]:
     return shard_state, dead_letter
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, datetime.datetime):
-        return value.timestamp()
-    if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def raw_record_json(record: Mapping[str, Any]) -> dict[str, Any]:
     """A raw stream record in Lambda's JSON shape (base64 binaries, epoch-second times)."""
-    result: dict[str, Any] = _json_safe(record)
+    result: dict[str, Any] = to_json_shape(record)
     return result
 
 

@@ -22,7 +22,6 @@ retry layer. Each HTTP exchange can be observed with ``on_request`` (see :data:`
 
 from __future__ import annotations
 
-import binascii
 import datetime
 import http.client
 import json
@@ -54,6 +53,7 @@ from streamodel.exceptions import ServerError
 from streamodel.transport.base import Service, Transport
 from streamodel.transport.botocore import BotocoreTransport, client_config, default_client
 from streamodel.transport.errors import error_from_response
+from streamodel.transport.json_shape import restore_item, to_json_shape
 
 __all__ = [
     "LEAN_OPERATIONS",
@@ -486,7 +486,7 @@ def _credentials(session: Any, client: Any) -> botocore.credentials.Credentials:
 
 def _default(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
-        return binascii.b2a_base64(value, newline=False).decode("ascii")
+        return str(to_json_shape(value))
     raise TypeError(f"cannot send {type(value).__name__} to DynamoDB: {value!r}")
 
 
@@ -545,59 +545,37 @@ def _error(operation: str, status: int, headers: Mapping[str, str], raw: bytes) 
     if "#" in code:
         code = code.rsplit("#", 1)[1]
     if "Item" in body:
-        _item(body["Item"])
+        restore_item(body["Item"])
     for reason in body.get("CancellationReasons") or ():
         if reason.get("Item"):
-            _item(reason["Item"])
+            restore_item(reason["Item"])
     return error_from_response(operation, status, code, message, body)
-
-
-_b64decode = binascii.a2b_base64
-
-
-def _value(value: dict[str, Any]) -> None:
-    """Binary values back to ``bytes`` in one attribute value, through maps and lists."""
-    if "M" in value:
-        _item(value["M"])
-    elif "L" in value:
-        for member in value["L"]:
-            _value(member)
-    elif "B" in value:
-        value["B"] = _b64decode(value["B"])
-    elif "BS" in value:
-        value["BS"] = [_b64decode(member) for member in value["BS"]]
-
-
-def _item(item: dict[str, Any]) -> None:
-    for value in item.values():
-        _value(value)
 
 
 def _items(items: list[dict[str, Any]]) -> None:
     for item in items:
-        for value in item.values():
-            _value(value)
+        restore_item(item)
 
 
 def _collection_metrics(metrics: Any) -> None:
     # ItemCollectionMetrics: one dict, or a dict of table name to a list of them.
     if isinstance(metrics, dict) and "ItemCollectionKey" in metrics:
-        _item(metrics["ItemCollectionKey"])
+        restore_item(metrics["ItemCollectionKey"])
     elif isinstance(metrics, dict):
         for entries in metrics.values():
             for entry in entries:
-                _item(entry.get("ItemCollectionKey") or {})
+                restore_item(entry.get("ItemCollectionKey") or {})
 
 
 def _restore_binary(operation: str, result: dict[str, Any]) -> None:
     """Every place of a response that holds attribute values, per the service model."""
     if operation in ("Query", "Scan"):
         _items(result.get("Items") or [])
-        _item(result.get("LastEvaluatedKey") or {})
+        restore_item(result.get("LastEvaluatedKey") or {})
     elif operation == "GetItem":
-        _item(result.get("Item") or {})
+        restore_item(result.get("Item") or {})
     elif operation in ("PutItem", "UpdateItem", "DeleteItem"):
-        _item(result.get("Attributes") or {})
+        restore_item(result.get("Attributes") or {})
         _collection_metrics(result.get("ItemCollectionMetrics"))
     elif operation == "BatchGetItem":
         for items in (result.get("Responses") or {}).values():
@@ -608,13 +586,13 @@ def _restore_binary(operation: str, result: dict[str, Any]) -> None:
         for requests in (result.get("UnprocessedItems") or {}).values():
             for request in requests:
                 if "PutRequest" in request:
-                    _item(request["PutRequest"].get("Item") or {})
+                    restore_item(request["PutRequest"].get("Item") or {})
                 if "DeleteRequest" in request:
-                    _item(request["DeleteRequest"].get("Key") or {})
+                    restore_item(request["DeleteRequest"].get("Key") or {})
         _collection_metrics(result.get("ItemCollectionMetrics"))
     elif operation == "TransactGetItems":
         for response in result.get("Responses") or ():
-            _item(response.get("Item") or {})
+            restore_item(response.get("Item") or {})
     elif operation == "TransactWriteItems":
         _collection_metrics(result.get("ItemCollectionMetrics"))
     elif operation == "GetRecords":
@@ -622,7 +600,7 @@ def _restore_binary(operation: str, result: dict[str, Any]) -> None:
             data = record.get("dynamodb") or {}
             for image in ("Keys", "NewImage", "OldImage"):
                 if image in data:
-                    _item(data[image])
+                    restore_item(data[image])
 
 
 # The zone botocore's timestamp parser gives epoch values (dateutil's tzlocal).
