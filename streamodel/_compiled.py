@@ -372,6 +372,127 @@ def sizer(typ: Any) -> Fn:
 
 _FIXED_TAG = (t.String, t.Integer, t.Number, t.Float, t.Boolean, t.DateTime, t.UUID, t.Set)
 
+# -- fused check, dump and size -------------------------------------------------------------
+#
+# A save needs, for each column, the checked value, its wire value and its size. The
+# functions below produce all three in one generated pass for the common cases: the same
+# tests as _fast_check, the wire values of dumper and the sizes of sizer, inline.
+
+_N_SIZE = "(len(r.lstrip('-').replace('.', '').lstrip('0')) + 1) // 2 + 1"  # as _size_n
+_ENCODE_NS: dict[str, Any] = {
+    "_str": str,
+    "_int": int,
+    "_bool": bool,
+    "_list": list,
+    "_set": set,
+    "_dict": dict,
+    "_sorted": sorted,
+    "_Decimal": decimal.Decimal,
+    "_datetime": datetime.datetime,
+    "_UTC": UTC,
+    "_LIMIT": _INT_LIMIT,
+}
+
+
+def _scalar(typ: Any, v: str) -> tuple[str, str, str] | None:
+    """``(test, wire, size)`` source over the variable ``v`` (``r`` is a scratch name) for
+    the fast case of a scalar type, or None when the type has no inline fast case."""
+    if typ.validators:
+        return None
+    if _exact(typ, t.String):
+        return f"type({v}) is _str", f"{{'S': {v}}}", f"len({v}.encode('utf-8'))"
+    if _exact(typ, t.Boolean):
+        return f"type({v}) is _bool", f"{{'BOOL': {v}}}", "1"
+    if _exact(typ, t.Integer):
+        return (
+            f"type({v}) is _int and -_LIMIT < {v} < _LIMIT",
+            f"{{'N': (r := _str({v}))}}",
+            _N_SIZE,
+        )
+    if _exact(typ, t.Number):
+        test = (
+            f"type({v}) is _Decimal and {v}.is_finite() and -90 <= {v}.adjusted() <= 100"
+            f" and len(r := _str({v})) <= 38"
+        )
+        return test, "{'N': r}", _N_SIZE
+    if _exact(typ, t.DateTime):
+        test = f"type({v}) is _datetime and {v}.tzinfo is _UTC"
+        # isoformat() shows the microseconds by itself when there are some: no keyword.
+        iso = f"({v}.isoformat() if {v}.microsecond else {v}.isoformat(timespec='microseconds'))"
+        return test, f"{{'S': (r := {iso})}}", "len(r)"
+    return None
+
+
+def _container_encoder(typ: Any) -> Fn | None:
+    """``enc(v) -> (checked, wire, size)``, or ``_SLOW`` when the reference must decide, for
+    a list, string set or map of inline scalars; None for any other type."""
+    if typ.validators:
+        return None
+    if _exact(typ, t.List) and (parts := _scalar(typ.inner, "x")) is not None:
+        test, wire, size = parts
+        body = [
+            "    if type(v) is not _list:",
+            "        return _SLOW",
+            "    c = []",
+            "    out = []",
+            "    s = 3",
+            "    for x in v:",
+            "        if x is None:",
+            "            c.append(None)",
+            "            out.append({'NULL': True})",
+            "            s += 2",
+            f"        elif {test}:",
+            "            c.append(x)",
+            f"            out.append({wire})",
+            f"            s += 1 + {size}",
+            "        else:",
+            "            return _SLOW",
+            "    return c, {'L': out}, s",
+        ]
+    elif _exact(typ, t.Set) and _exact(typ.inner, t.String) and not typ.inner.validators:
+        body = [
+            "    if type(v) is not _set:",
+            "        return _SLOW",
+            "    for x in v:",
+            "        if type(x) is not _str:",
+            "            return _SLOW",
+            "    if not v:",
+            "        return _set(), None, 0",
+            "    out = _sorted(v)",
+            "    return _set(v), {'SS': out}, len(''.join(out).encode('utf-8'))",
+        ]
+    elif _exact(typ, t.Map) and all(_scalar(inner, "x") for inner in typ.types.values()):
+        body = [
+            "    if type(v) is not _dict:",
+            "        return _SLOW",
+            "    c = {}",
+            "    out = {}",
+            "    s = 3",
+            "    for k, x in v.items():",
+        ]
+        keyword = "if"
+        for key, inner in typ.types.items():
+            test, wire, size = _scalar(inner, "x") or ("", "", "")
+            body += [
+                f"        {keyword} k == {key!r}:",
+                "            if x is None:",
+                "                c[k] = None",
+                f"            elif {test}:",
+                "                c[k] = x",
+                f"                out[k] = {wire}",
+                f"                s += {len(key.encode('utf-8')) + 1} + {size}",
+                "            else:",
+                "                return _SLOW",
+            ]
+            keyword = "elif"
+        body += ["        else:", "            return _SLOW", "    return c, {'M': out}, s"]
+    else:
+        return None
+    ns = {**_ENCODE_NS, "_SLOW": _SLOW}
+    exec("def enc(v):\n" + "\n".join(body) + "\n", ns)  # source from fixed templates
+    fn: Fn = ns["enc"]
+    return fn
+
 
 # -- per model --------------------------------------------------------------------------------
 
@@ -391,7 +512,8 @@ class CompiledModel:
         self.keys = [
             (c.name, c.dynamo_name, self.check[c.name], self.dump[c.name]) for c in meta.keys
         ]
-        self.triples = [(c, c.name, c.dynamo_name) for c in self.columns]
+        self.dynamo_names = {c.name: c.dynamo_name for c in self.columns}
+        self.columns_by_name = {c.name: (c, c.dynamo_name) for c in self.columns}
         # (name, dynamo name) of the columns a save diffs: neither key nor version.
         self.plain = [
             (c.name, c.dynamo_name)
@@ -400,6 +522,7 @@ class CompiledModel:
         ]
         self.fill_all, self.new_from = self._generate()
         self._item_size = self._generate_size()
+        self.encode = self._generate_encode()
 
     def item_size(self, item: Mapping[str, Any]) -> int:
         """``types.wire_size(item)`` for an item of this model's columns."""
@@ -432,6 +555,69 @@ class CompiledModel:
         lines += ["    if seen != len(item):", "        return None", "    return total"]
         exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
         fn: Fn = ns["item_size"]
+        return fn
+
+    def _generate_encode(self) -> Callable[[Mapping[str, Any], Any], Any]:
+        """``encode(values, wanted)``: for each plain column named in ``wanted``, its checked
+        value, its wire value and the bytes it adds to the item, in one generated pass;
+        ``None`` when some value is refused (the reference then builds the error).
+
+        Equals ``check_values``, then ``dump``, then ``item_size`` of those columns: the
+        fast cases are inline (see :func:`_scalar`, :func:`_container_encoder`), and every
+        other value goes through the compiled check, dump and size of its column.
+        """
+        ns: dict[str, Any] = {**_ENCODE_NS, "_SLOW": _SLOW, "_Refused": marshmallow.ValidationError}
+        lines = [
+            "def encode(values, wanted):",
+            "    checked = {}",
+            "    wires = {}",
+            "    size = 0",
+        ]
+        lines += [
+            "    get = values.get",
+            "    try:",
+            "        pass  # a model may have no plain columns",
+        ]
+        plain = {name for name, _ in self.plain}
+        for column in self.columns:
+            name = column.name
+            if name not in plain:
+                continue
+            n = repr(name)
+            name_size = len(column.dynamo_name.encode("utf-8"))
+            lines += [
+                f"        if {n} in wanted:",
+                f"            v = get({n})",
+                "            if v is None:",
+                f"                checked[{n}] = wires[{n}] = None",
+            ]
+            if (parts := _scalar(column.type, "v")) is not None:
+                test, wire, size = parts
+                lines += [
+                    f"            elif {test}:",
+                    f"                checked[{n}] = v",
+                    f"                wires[{n}] = {wire}",
+                    f"                size += {name_size} + {size}",
+                ]
+            elif (encoder := _container_encoder(column.type)) is not None:
+                lines += [
+                    f"            elif (e := {_ref(ns, encoder)}(v)) is not _SLOW:",
+                    f"                checked[{n}], w, s = e",
+                    f"                wires[{n}] = w",
+                    "                if w is not None:",
+                    f"                    size += {name_size} + s",
+                ]
+            check, dump = _ref(ns, self.check[name]), _ref(ns, self.dump[name])
+            lines += [
+                "            else:",
+                f"                c = checked[{n}] = {check}(v)",
+                f"                w = wires[{n}] = {dump}(c)",
+                "                if w is not None:",
+                f"                    size += {name_size} + {_ref(ns, self.size[name])}(w)",
+            ]
+        lines += ["    except _Refused:", "        return None", "    return checked, wires, size"]
+        exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
+        fn: Callable[[Mapping[str, Any], Any], Any] = ns["encode"]
         return fn
 
     def _generate(self) -> tuple[Callable[[Any, Mapping[str, Any]], bool], Fn]:

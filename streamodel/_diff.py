@@ -159,32 +159,40 @@ def plan_save(
     acted = {n for n, v in values.items() if isinstance(v, Action)}
     updates = _bind_actions(obj, actions) if acted or actions else []
 
-    candidates = {}
-    for name, dynamo_name in cm.plain:  # neither key nor version
-        if name not in acted and (
-            name in touched or (snapshot is not None and dynamo_name in snapshot)
-        ):
-            candidates[name] = values.get(name)
-    checked = cm.check_values(candidates)
-    if checked is None:
-        checked = check_values(model, candidates)  # raises, listing every bad column
+    # Every changed column is written, and every column the snapshot knows is compared
+    # again (an in-place change of a list or dict is a change too).
+    wanted = {
+        name
+        for name, dynamo_name in cm.plain  # neither key nor version
+        if name not in acted
+        and (name in touched or (snapshot is not None and dynamo_name in snapshot))
+    }
+    item: dict[str, Wire] = dict(key)  # what the item holds besides the checked columns
+    encoded = cm.encode(values, wanted)
+    if encoded is not None:
+        checked, wires, size = encoded
+    else:
+        # raises, listing every bad column
+        checked = check_values(
+            model, {name: values.get(name) for name, _ in cm.plain if name in wanted}
+        )
+        wires = {name: cm.dump[name](value) for name, value in checked.items()}
+        item.update((cm.dynamo_names[n], w) for n, w in wires.items() if w is not None)
+        size = 0
     if meta.indexes:
         _check_index_keys(meta, checked)
-    plan = SavePlan(obj=obj, key=key, checked=checked, updates=updates)
-    item: dict[str, Wire] = dict(key)
-    dumps, loads, wires = cm.dump, cm.load, plan.wires
-    sets, removes, diff = plan.sets, plan.removes, plan.diff
-    for column, name, dynamo_name in cm.triples:
-        if name not in checked:
-            if snapshot is not None:
-                stored_wire = snapshot.get(dynamo_name)
-                if stored_wire is not None:
-                    item[dynamo_name] = stored_wire
-            continue
-        value = checked[name]
-        wire = wires[name] = dumps[name](value)
-        if wire is not None:
-            item[dynamo_name] = wire
+    plan = SavePlan(obj=obj, key=key, checked=checked, updates=updates, wires=wires)
+    if snapshot is not None:  # what stays as stored: columns under actions, the version
+        for name in acted:
+            stored_wire = snapshot.get(cm.dynamo_names[name])
+            if stored_wire is not None:
+                item[cm.dynamo_names[name]] = stored_wire
+        stored_version = snapshot.get(version.dynamo_name) if version is not None else None
+        if stored_version is not None:
+            item[version.dynamo_name] = stored_version
+    loads, sets, removes, diff = cm.load, plan.sets, plan.removes, plan.diff
+    for name, wire in wires.items():
+        column, dynamo_name = cm.columns_by_name[name]
         if snapshot is not None and dynamo_name in snapshot:
             old_wire = snapshot[dynamo_name]
             if wire == old_wire:
@@ -195,7 +203,7 @@ def plan_save(
             removes.append(column)
         else:
             sets.append((column, wire))
-        diff[name] = (None if old_wire is None else loads[name](old_wire), value)
+        diff[name] = (None if old_wire is None else loads[name](old_wire), checked[name])
     for update in updates:
         column = update.path.column
         old = snapshot.get(column.dynamo_name) if snapshot is not None else None
@@ -222,7 +230,7 @@ def plan_save(
         plan.diff[version.name] = (values.get(version.name), None)
 
     _check_overlaps(plan)
-    size = cm.item_size(item)
+    size += cm.item_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(
             {
@@ -231,11 +239,14 @@ def plan_save(
                 ]
             }
         )
-    plan.condition = all_of(
-        condition, plan.version_condition, atomic_condition(obj) if atomic else None
-    )
+    if condition is None and not atomic:
+        plan.condition = plan.version_condition
+    else:
+        plan.condition = all_of(
+            condition, plan.version_condition, atomic_condition(obj) if atomic else None
+        )
     # Nested updates return partial documents with UPDATED_NEW: read whole items then.
-    if sync or any(u.path.segments for u in plan.updates):
+    if sync or (plan.updates and any(u.path.segments for u in plan.updates)):
         plan.returns = "ALL_NEW"
     elif plan.updates:
         plan.returns = "UPDATED_NEW"

@@ -102,11 +102,41 @@ def render_updates(r: Renderer, updates: Sequence[Update]) -> str | None:
     return update_expression(r, set_=set_, remove=remove, add=pairs["ADD"], delete=pairs["DELETE"])
 
 
+_PLAIN_EXPRESSIONS: dict[
+    tuple[tuple[str, ...], tuple[str, ...]], tuple[str | None, dict[str, str]]
+] = {}
+_PLAIN_EXPRESSIONS_MAX = 4096  # distinct column sets kept; the cache is emptied when full
+_VALUE_PLACEHOLDERS = tuple(f":v{i}" for i in range(1024))
+
+
 def render_plain(
     r: Renderer, sets: Sequence[tuple[Any, Wire]], removes: Sequence[Any]
 ) -> str | None:
-    """:func:`render_updates` of plain whole-column SETs and REMOVEs (no actions), rendered
-    directly: the same text and placeholders without building an ``Update`` per column."""
+    """:func:`render_updates` of plain whole-column SETs and REMOVEs (no actions): the same
+    text and placeholders without building an ``Update`` per column.
+
+    On a fresh renderer the text and the name placeholders depend only on the attribute
+    names, so they are kept per column set and only the values are filled in.
+    """
+    if r._names or r._values or len(sets) > len(_VALUE_PLACEHOLDERS):
+        return _render_plain(r, sets, removes)
+    shape = (tuple([c.dynamo_name for c, _ in sets]), tuple([c.dynamo_name for c in removes]))
+    known = _PLAIN_EXPRESSIONS.get(shape)
+    if known is None:
+        fresh = Renderer()
+        known = (_render_plain(fresh, sets, removes), fresh._names)
+        if len(_PLAIN_EXPRESSIONS) >= _PLAIN_EXPRESSIONS_MAX:
+            _PLAIN_EXPRESSIONS.clear()
+        _PLAIN_EXPRESSIONS[shape] = known
+    expression, names = known
+    r._names.update(names)
+    r._values.update(zip(_VALUE_PLACEHOLDERS, [wire for _, wire in sets], strict=False))
+    return expression
+
+
+def _render_plain(
+    r: Renderer, sets: Sequence[tuple[Any, Wire]], removes: Sequence[Any]
+) -> str | None:
     names, values = r._names, r._values
     set_ = []
     for column, wire in sets:

@@ -20,6 +20,7 @@ from streamodel.models import new_instance
 from streamodel.schema import check_values
 from streamodel.types import (
     ALL_TYPES,
+    Boolean,
     DateTime,
     Float,
     Integer,
@@ -298,3 +299,78 @@ def test_property_compiled_paths_equal_the_reference(data: Any) -> None:
             assert sizer(typ)(wire) == _attribute_size(wire)
     else:
         assert repr(got) == repr(expected)
+
+
+# -- the fused encode of a save ---------------------------------------------------------------
+
+ENCODE_TYPES: list[tuple[Any, Any]] = [
+    *PROPERTY_TYPES,
+    (Boolean(), st.booleans() | st.integers(0, 1) | st.none()),
+    (List(String()), st.lists(st.text(max_size=3) | st.none() | st.integers(), max_size=4)),
+    (List(DateTime()), st.lists(datetimes | st.none(), max_size=3)),
+    (Set(String()), st.sets(st.text(max_size=3), max_size=4) | st.frozensets(st.text())),
+    (
+        Map(a=String(), b=Number(), c=Boolean(), d=DateTime()),
+        st.dictionaries(
+            st.sampled_from(["a", "b", "c", "d", "e"]),
+            st.none() | st.text(max_size=3) | numbers | st.booleans() | datetimes,
+            max_size=5,
+        )
+        | st.lists(st.text(), max_size=2),
+    ),
+    (String(validate=marshmallow.validate.Length(max=2)), st.text(max_size=4)),
+]
+_ENCODE_MODELS: dict[int, Any] = {}
+
+
+def _reference_encode(model: Any, value: Any) -> tuple[str, Any]:
+    """check_values, dump and size of the one column ``value``, as plan_save did them."""
+    try:
+        checked = check_values(model, {"value": value})["value"]
+    except marshmallow.ValidationError as error:
+        return ("error", error.messages)
+    wire = model.Meta.columns_by_name["value"].type.dynamo_dump(checked)
+    size = 0 if wire is None else wire_size({"stored-as": wire})
+    return ("ok", (canonical(checked), wire, size))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_property_encode_equals_check_dump_and_size(data: Any) -> None:
+    """The fused encode of a save gives the reference's checked value, wire value and size,
+    and steps aside (None) exactly when the reference refuses the value."""
+    index = data.draw(st.integers(0, len(ENCODE_TYPES) - 1))
+    typ, strategy = ENCODE_TYPES[index]
+    model = _ENCODE_MODELS.get(index)
+    if model is None:
+
+        class One(new_base()):  # type: ignore[misc]
+            id = Column(String, hash_key=True)
+            value = Column(typ, name="stored-as")
+
+        model = _ENCODE_MODELS[index] = One
+    value = data.draw(strategy)
+    expected = _reference_encode(model, value)
+    got = compiled(model).encode({"id": "k", "value": value}, {"value"})
+    if expected[0] == "error":
+        assert got is None
+    else:
+        checked, wires, size = got
+        assert (canonical(checked["value"]), wires["value"], size) == expected[1]
+
+
+def test_encode_of_every_type_equals_the_reference() -> None:
+    """A model of every type: encode of all its plain columns, and of a subset."""
+    obj = _sample_object()
+    values = dict(obj._sm_values)
+    cm = compiled(EverythingModel)
+    wanted = {name for name, _ in cm.plain}
+    checked = check_values(EverythingModel, {n: values.get(n) for n in sorted(wanted)})
+    columns = EverythingModel.Meta.columns_by_name  # type: ignore[attr-defined]
+    wires = {n: columns[n].type.dynamo_dump(v) for n, v in checked.items()}
+    size = wire_size({columns[n].dynamo_name: w for n, w in wires.items() if w is not None})
+    got_checked, got_wires, got_size = cm.encode(values, wanted)
+    assert got_checked == checked and got_wires == wires and got_size == size
+    assert list(got_checked) == [n for n, _ in cm.plain]  # in column order, like the diff
+    assert cm.encode(values, {"c0"})[0] == {"c0": checked["c0"]}
+    assert cm.encode({**values, "c1": "not a number"}, wanted) is None

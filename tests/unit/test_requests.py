@@ -583,3 +583,30 @@ def test_fake_transport_rejects_invalid_requests(transport: Any) -> None:
     with pytest.raises(AssertionError, match="invalid Scan request"):
         transport.call("dynamodb", "Scan", {"TableName": "T", "Segments": 4})
     assert transport.calls == []
+
+
+def test_plain_update_expressions_are_the_same_from_the_cache() -> None:
+    """render_plain keeps the text per column set; what it renders equals the direct path,
+    on a fresh renderer and on one that already holds placeholders."""
+    from streamodel._render import Renderer, _render_plain, render_plain
+
+    class Col:
+        def __init__(self, name: str) -> None:
+            self.dynamo_name = name
+
+    a, b, c = Col("a"), Col("b.c"), Col("é")
+    shapes: list[tuple[list[tuple[Any, Any]], list[Any]]] = [
+        ([(a, {"S": "1"}), (b, {"N": "2"})], [c]),
+        ([(b, {"N": "3"}), (a, {"S": "4"})], []),
+        ([], [a, b]),
+        ([], []),
+    ]
+    for _ in range(2):  # the second round is served from the cache
+        for sets, removes in shapes:
+            for prefill in (False, True):
+                fast, slow = Renderer(), Renderer()
+                if prefill:
+                    fast.value({"S": "x"}), slow.value({"S": "x"})
+                    fast.name("a"), slow.name("a")
+                assert render_plain(fast, sets, removes) == _render_plain(slow, sets, removes)
+                assert fast.params() == slow.params()
