@@ -161,12 +161,15 @@ def plan_save(
 
     # Every changed column is written, and every column the snapshot knows is compared
     # again (an in-place change of a list or dict is a change too).
-    wanted = {
-        name
-        for name, dynamo_name in cm.plain  # neither key nor version
-        if name not in acted
-        and (name in touched or (snapshot is not None and dynamo_name in snapshot))
-    }
+    wanted: set[str] | frozenset[str]
+    if snapshot is None:
+        wanted = cm.plain_names & touched  # neither key nor version
+    else:
+        wanted = {
+            name for name, dynamo_name in cm.plain if name in touched or dynamo_name in snapshot
+        }
+    if acted:
+        wanted -= acted
     item: dict[str, Wire] = dict(key)  # what the item holds besides the checked columns
     encoded = cm.encode(values, wanted)
     if encoded is not None:
@@ -231,6 +234,9 @@ def plan_save(
 
     _check_overlaps(plan)
     size += cm.item_size(item)
+    if size > MAX_ITEM_BYTES and encoded is not None:  # encode's size is a bound: count
+        item.update((cm.dynamo_names[n], w) for n, w in wires.items() if w is not None)
+        size = cm.item_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(
             {

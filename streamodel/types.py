@@ -248,7 +248,15 @@ class Float(DynamoType[float]):
     def _check_type(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
             raise _fail(f"Not a valid float: {type(value).__name__}.")
-        number = float(value)
+        if isinstance(value, decimal.Decimal) and value.is_snan():
+            raise _fail("NaN and infinity cannot be stored in DynamoDB.")  # float() raises
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            raise _fail(
+                "Number does not fit DynamoDB's numbers "
+                "(38 significant digits, magnitude 1e-130 to 1e126)."
+            ) from None
         if not math.isfinite(number):
             raise _fail("NaN and infinity cannot be stored in DynamoDB.")
         _check_number_text(repr(number))  # e.g. 1e308 is beyond DynamoDB's range

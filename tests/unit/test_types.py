@@ -177,6 +177,10 @@ def test_nan_inside_json_and_decimal_nan_refused() -> None:
             Number().check(bad)
         with pytest.raises(marshmallow.ValidationError):
             JSON().check(bad)
+        with pytest.raises(marshmallow.ValidationError):
+            Float().check(bad)
+    with pytest.raises(marshmallow.ValidationError, match="does not fit"):
+        Float().check(10**400)  # float() itself would raise OverflowError
 
 
 @pytest.mark.parametrize(
