@@ -263,16 +263,17 @@ class Result:
         return statistics.median(self.latencies) if self.latencies else float("nan")
 
 
-def timed(calls: Iterator[Callable[[], Any]], ops_per_call: int = 1) -> Result:
-    """Run each call, timing each one; ``ops_per_call`` counts items per call (batches)."""
+def timed(calls: list[Callable[[], Any]], ops_per_call: int | None = 1) -> Result:
+    """Run each call, timing each one; ``ops_per_call`` counts items per call (batches), or
+    is None when each call returns the number of items it read (scans and queries)."""
     latencies = []
     count = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for call in calls:
         t0 = time.perf_counter()
-        call()
+        got = call()
         latencies.append(time.perf_counter() - t0)
-        count += ops_per_call
+        count += got if ops_per_call is None else ops_per_call
     return Result(count, time.perf_counter() - wall0, time.process_time() - cpu0, latencies)
 
 
@@ -284,6 +285,7 @@ def chunks(seq: list[Any], size: int) -> Iterator[list[Any]]:
 # -- the runs -------------------------------------------------------------------------------
 
 CLIENTS = ("raw boto3", "PynamoDB", "streamodel botocore", "streamodel lean")
+SCANS = 3  # each client scans (and queries) its N items this many times
 
 
 def run_cpu(iterations: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -392,17 +394,21 @@ def warm_up(client: Any, table: str, count: int) -> None:
     )
 
 
-def run_raw(client: Any, table: str, n: int, tenant: str) -> dict[str, Result]:
+Step = tuple[str, list[Callable[[], Any]], int | None]
+"""One operation of a client: its name, its calls, and the items each call counts (None:
+the call returns how many items it read)."""
+
+
+def raw_steps(client: Any, table: str, n: int, tenant: str) -> Iterator[Step]:
     objs = [Plain(**sample_values(tenant, i)) for i in range(n)]
     keys = [{"tenant": {"S": o.tenant}, "id": {"S": o.id}} for o in objs]
-    results: dict[str, Result] = {}
-    results["save"] = timed(
-        (lambda o=o: client.put_item(**hand_save_request(o, table))) for o in objs
-    )
+    yield "save", [(lambda o=o: client.put_item(**hand_save_request(o, table))) for o in objs], 1
     for o in objs:
         o.version += 1
-    results["get"] = timed(
-        (lambda k=k: hand_load(client.get_item(TableName=table, Key=k)["Item"])) for k in keys
+    yield (
+        "get",
+        [(lambda k=k: hand_load(client.get_item(TableName=table, Key=k)["Item"])) for k in keys],
+        1,
     )
 
     def batch(chunk: list[dict[str, Any]]) -> list[Plain]:
@@ -414,45 +420,38 @@ def run_raw(client: Any, table: str, n: int, tenant: str) -> dict[str, Result]:
             request = response.get("UnprocessedKeys") or {}
         return got
 
-    results["batch get"] = timed(
-        ((lambda c=c: batch(c)) for c in chunks(keys, 100)), ops_per_call=100
-    )
+    yield "batch get", [(lambda c=c: batch(c)) for c in chunks(keys, 100)], 100
 
-    def paginate(operation: str, **params: Any) -> list[Plain]:
+    def paginate(operation: str, **params: Any) -> int:
         got: list[Plain] = []
         while True:
             response = getattr(client, operation)(TableName=table, **params)
             got.extend(hand_load(item) for item in response["Items"])
             if "LastEvaluatedKey" not in response:
-                return got
+                return len(got)
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    scanned: list[Any] = []
-    scan = timed(iter([lambda: scanned.extend(paginate("scan"))]))
-    query = timed(
-        iter(
-            [
-                lambda: paginate(
-                    "query",
-                    KeyConditionExpression="tenant = :t",
-                    ExpressionAttributeValues={":t": {"S": tenant}},
+    yield "scan", [lambda: paginate("scan")] * SCANS, None
+    query = {
+        "KeyConditionExpression": "tenant = :t",
+        "ExpressionAttributeValues": {":t": {"S": tenant}},
+    }
+    yield "query", [lambda: paginate("query", **query)] * SCANS, None
+    yield (
+        "update 1 column",
+        [
+            (
+                lambda k=k, i=i: client.update_item(
+                    TableName=table,
+                    Key=k,
+                    UpdateExpression="SET #n = :n",
+                    ExpressionAttributeNames={"#n": "name"},
+                    ExpressionAttributeValues={":n": {"S": f"renamed {i}"}},
                 )
-            ]
-        )
-    )
-    results["scan"] = Result(len(scanned), scan.wall, scan.cpu, scan.latencies)
-    results["query"] = Result(n, query.wall, query.cpu, query.latencies)
-    results["update 1 column"] = timed(
-        (
-            lambda k=k, i=i: client.update_item(
-                TableName=table,
-                Key=k,
-                UpdateExpression="SET #n = :n",
-                ExpressionAttributeNames={"#n": "name"},
-                ExpressionAttributeValues={":n": {"S": f"renamed {i}"}},
             )
-        )
-        for i, k in enumerate(keys)
+            for i, k in enumerate(keys)
+        ],
+        1,
     )
 
     def versioned(o: Plain, i: int) -> None:
@@ -470,71 +469,89 @@ def run_raw(client: Any, table: str, n: int, tenant: str) -> dict[str, Result]:
         )
         o.version += 1
 
-    results["versioned update"] = timed(
-        (lambda o=o, i=i: versioned(o, i)) for i, o in enumerate(objs)
-    )
-    return results
+    yield "versioned update", [(lambda o=o, i=i: versioned(o, i)) for i, o in enumerate(objs)], 1
 
 
-def run_pynamodb(model: Any, n: int, tenant: str) -> dict[str, Result]:
+def pynamodb_steps(model: Any, n: int, tenant: str) -> Iterator[Step]:
     objs = [model(**pynamo_values(sample_values(tenant, i))) for i in range(n)]
-    results: dict[str, Result] = {}
-    results["save"] = timed((lambda o=o: o.save()) for o in objs)
-    results["get"] = timed((lambda o=o: model.get(o.tenant, o.id)) for o in objs)
+    yield "save", [(lambda o=o: o.save()) for o in objs], 1
+    yield "get", [(lambda o=o: model.get(o.tenant, o.id)) for o in objs], 1
     keys = [(o.tenant, o.id) for o in objs]
-    results["batch get"] = timed(
-        ((lambda c=c: list(model.batch_get(c))) for c in chunks(keys, 100)), ops_per_call=100
-    )
-    scanned: list[Any] = []
-    scan = timed(iter([lambda: scanned.extend(model.scan())]))
-    query = timed(iter([lambda: list(model.query(tenant))]))
-    results["scan"] = Result(len(scanned), scan.wall, scan.cpu, scan.latencies)
-    results["query"] = Result(n, query.wall, query.cpu, query.latencies)
-    results["update 1 column"] = timed(
-        (lambda o=o, i=i: o.update(actions=[model.name.set(f"renamed {i}")]))
-        for i, o in enumerate(objs)
+    yield "batch get", [(lambda c=c: list(model.batch_get(c))) for c in chunks(keys, 100)], 100
+    yield "scan", [lambda: len(list(model.scan()))] * SCANS, None
+    yield "query", [lambda: len(list(model.query(tenant)))] * SCANS, None
+    yield (
+        "update 1 column",
+        [
+            (lambda o=o, i=i: o.update(actions=[model.name.set(f"renamed {i}")]))
+            for i, o in enumerate(objs)
+        ],
+        1,
     )
 
     def versioned(o: Any, i: int) -> None:
         o.name = f"again {i}"
         o.save()
 
-    results["versioned update"] = timed(
-        (lambda o=o, i=i: versioned(o, i)) for i, o in enumerate(objs)
-    )
-    return results
+    yield "versioned update", [(lambda o=o, i=i: versioned(o, i)) for i, o in enumerate(objs)], 1
 
 
-def run_streamodel(engine: Engine, n: int, tenant: str) -> dict[str, Result]:
+def streamodel_steps(engine: Engine, n: int, tenant: str) -> Iterator[Step]:
     objs = [
         Account(**{k: v for k, v in sample_values(tenant, i).items() if k != "version"})
         for i in range(n)
     ]
-    results: dict[str, Result] = {}
-    results["save"] = timed((lambda o=o: engine.save(o)) for o in objs)
+    yield "save", [(lambda o=o: engine.save(o)) for o in objs], 1
     fresh = [Account(tenant=o.tenant, id=o.id) for o in objs]
-    results["get"] = timed((lambda o=o: engine.load(o)) for o in fresh)
+    yield "get", [(lambda o=o: engine.load(o)) for o in fresh], 1
     batch_objs = [Account(tenant=o.tenant, id=o.id) for o in objs]
-    results["batch get"] = timed(
-        ((lambda c=c: engine.load(*c)) for c in chunks(batch_objs, 100)), ops_per_call=100
-    )
-    scanned: list[Any] = []
-    scan = timed(iter([lambda: scanned.extend(engine.scan(Account).all())]))
-    query = timed(iter([lambda: engine.query(Account).key(Account.tenant == tenant).all()]))
-    results["scan"] = Result(len(scanned), scan.wall, scan.cpu, scan.latencies)
-    results["query"] = Result(n, query.wall, query.cpu, query.latencies)
+    yield "batch get", [(lambda c=c: engine.load(*c)) for c in chunks(batch_objs, 100)], 100
+    yield "scan", [lambda: len(engine.scan(Account).all())] * SCANS, None
+    query = engine.query(Account).key(Account.tenant == tenant)
+    yield "query", [lambda: len(query.all())] * SCANS, None
 
     def rename(o: Account, text: str) -> None:
         o.name = text
         engine.save(o)
 
     # streamodel's save is diff-based: one changed column is one SET (plus the version).
-    results["update 1 column"] = timed(
-        (lambda o=o, i=i: rename(o, f"renamed {i}")) for i, o in enumerate(objs)
+    yield (
+        "update 1 column",
+        [(lambda o=o, i=i: rename(o, f"renamed {i}")) for i, o in enumerate(objs)],
+        1,
     )
-    results["versioned update"] = timed(
-        (lambda o=o, i=i: rename(o, f"again {i}")) for i, o in enumerate(objs)
+    yield (
+        "versioned update",
+        [(lambda o=o, i=i: rename(o, f"again {i}")) for i, o in enumerate(objs)],
+        1,
     )
+
+
+def interleaved(
+    clients: dict[str, Iterator[Step]], chunk: int = 25
+) -> dict[str, dict[str, Result]]:
+    """Run every client's operations side by side: each operation in chunks of ``chunk``
+    calls, the clients taking turns (in a rotating order) chunk by chunk, so that load from
+    elsewhere, JVM warm-up and DynamoDB Local's drift hit every client alike."""
+    results: dict[str, dict[str, Result]] = {name: {} for name in clients}
+    names = list(clients)
+    for steps in zip(*clients.values(), strict=True):
+        by_client = dict(zip(names, steps, strict=True))
+        op = steps[0][0]
+        totals = {name: Result(0, 0.0, 0.0, []) for name in names}
+        longest = max(len(calls) for _, calls, _ in steps)
+        size = chunk if longest > chunk else 1
+        for turn, start in enumerate(range(0, longest, size)):
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                _, calls, per_call = by_client[name]
+                part = timed(calls[start : start + size], per_call)
+                total = totals[name]
+                total.ops += part.ops
+                total.wall += part.wall
+                total.cpu += part.cpu
+                total.latencies += part.latencies
+        for name in names:
+            results[name][op] = totals[name]
     return results
 
 
@@ -559,7 +576,7 @@ def replay_raw(n: int, endpoint: str, table: str) -> Result:
             iterator = page.get("NextShardIterator")
         return got[:n]
 
-    result = timed(iter([replay]))
+    result = timed([replay])
     return Result(n, result.wall, result.cpu, result.latencies)
 
 
@@ -576,7 +593,7 @@ def replay_streamodel(engine: Engine, n: int) -> Result:
             count += 1
         return count
 
-    result = timed(iter([replay]))
+    result = timed([replay])
     return Result(n, result.wall, result.cpu, result.latencies)
 
 
@@ -924,21 +941,22 @@ def main(argv: list[str] | None = None) -> int:
         }
         for engine in engines.values():
             engine.bind(Account)
-        runs: dict[str, Callable[[str], dict[str, Result]]] = {
-            "raw boto3": lambda tenant: run_raw(client, "bench-raw", n, tenant),
-            "PynamoDB": lambda tenant: run_pynamodb(pm, n, tenant),
-            **{
-                name: (lambda tenant, e=engine: run_streamodel(e, n, tenant))
-                for name, engine in engines.items()
-            },
-        }
-        # Every client runs `rounds` times, interleaved, so JVM warm-up and drift hit all of
-        # them alike; each operation reports its best round.
-        all_rounds: dict[str, list[dict[str, Result]]] = {name: [] for name in runs}
+
+        def steps(tenant: str) -> dict[str, Iterator[Step]]:
+            return {
+                "raw boto3": raw_steps(client, "bench-raw", n, tenant),
+                "PynamoDB": pynamodb_steps(pm, n, tenant),
+                **{name: streamodel_steps(e, n, tenant) for name, e in engines.items()},
+            }
+
+        # The clients take turns chunk by chunk within each operation (see interleaved);
+        # the first round also warms the JVM up for every request shape, and each
+        # operation reports its best round.
+        all_rounds: dict[str, list[dict[str, Result]]] = {name: [] for name in CLIENTS}
         for r in range(args.net_rounds):
-            for name, fn in runs.items():
-                print(f"round {r + 1}: {name} (N={n})...", flush=True)
-                all_rounds[name].append(fn(f"bench{r}"))
+            print(f"round {r + 1}: every client side by side (N={n})...", flush=True)
+            for name, ops in interleaved(steps(f"bench{r}")).items():
+                all_rounds[name].append(ops)
         for name, rounds in all_rounds.items():
             network[name] = {
                 op: max((round_[op] for round_ in rounds), key=lambda x: x.ops_per_s)
