@@ -115,12 +115,12 @@ def render_plain(
     """:func:`render_updates` of plain whole-column SETs and REMOVEs (no actions): the same
     text and placeholders without building an ``Update`` per column.
 
-    On a fresh renderer the text and the name placeholders depend only on the attribute
-    names, so they are kept per column set and only the values are filled in.
+    On a fresh renderer the text and the name placeholders depend only on the columns, so
+    they are kept per column set and only the values are filled in.
     """
     if r._names or r._values or len(sets) > len(_VALUE_PLACEHOLDERS):
         return _render_plain(r, sets, removes)
-    shape = (tuple([c.dynamo_name for c, _ in sets]), tuple([c.dynamo_name for c in removes]))
+    shape = (tuple([column for column, _ in sets]), tuple(removes))  # columns hash by id
     known = _PLAIN_EXPRESSIONS.get(shape)
     if known is None:
         fresh = Renderer()
