@@ -3,8 +3,10 @@ generic machinery.
 
 DynamoDB speaks JSON 1.0 over HTTPS with SigV4. :class:`LeanTransport` keeps what botocore
 does well (its credential chain, refreshed credentials, region and endpoint resolution, the
-SigV4 signer) and urllib3's keep-alive connection pool, and skips what is generic and slow on
-the data path: the shape-walking serializer and parser and the event system. Requests are
+SigV4 signer, fed a light request by :mod:`~streamodel.transport.signing`) and skips what is
+generic and slow on the data path: the shape-walking serializer and parser, the event system,
+``AWSRequest``, and ``http.client``'s header parsing (answers are read on kept-alive sockets
+by :mod:`~streamodel.transport.http1`; behind a proxy, urllib3 carries them). Requests are
 ``json`` dumps of the wire dicts (``bytes`` become base64 text); responses are ``json`` loads
 with binary attribute values and timestamps converted back exactly where DynamoDB puts them, so
 a response is identical to what :class:`~streamodel.transport.BotocoreTransport` returns.
@@ -41,8 +43,6 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore
-import botocore.auth
-import botocore.awsrequest
 import botocore.credentials
 import botocore.exceptions
 import botocore.httpsession
@@ -53,7 +53,9 @@ from streamodel.exceptions import ServerError
 from streamodel.transport.base import Service, Transport
 from streamodel.transport.botocore import BotocoreTransport, client_config, default_client
 from streamodel.transport.errors import error_from_response
+from streamodel.transport.http1 import read_response
 from streamodel.transport.json_shape import restore_item, to_json_shape
+from streamodel.transport.signing import Signer, host_of
 
 __all__ = [
     "LEAN_OPERATIONS",
@@ -184,15 +186,17 @@ class Urllib3Sender:
 
 
 class HTTPClientSender:
-    """POSTs over kept-alive sockets, one per endpoint and thread, with ``http.client``
-    parsing the answers.
+    """POSTs over kept-alive sockets, one per endpoint and thread, reading the answers with
+    :func:`~streamodel.transport.http1.read_response`.
 
     Faster than a urllib3 pool for DynamoDB's small requests: the request line, headers and
     body leave in one ``sendall`` (urllib3 and ``http.client`` send headers and body apart),
-    and no pool machinery runs per request; on loopback that is about 40% less client CPU.
-    A kept connection is checked before reuse, as urllib3 does, so a connection the server
-    closed while idle is replaced rather than failing a request whose outcome would then be
-    unknown. Endpoints behind a proxy from the environment go through :class:`Urllib3Sender`.
+    no pool machinery runs per request, and the answer's headers are split directly rather
+    than through ``http.client``'s ``email.parser``. A kept connection is checked before
+    reuse, as urllib3 does, so a connection the server closed while idle is replaced rather
+    than failing a request whose outcome would then be unknown. A malformed or cut-off answer
+    raises ``ConnectionError`` and drops the connection. Endpoints behind a proxy from the
+    environment go through :class:`Urllib3Sender`.
     """
 
     def __init__(
@@ -239,8 +243,8 @@ class HTTPClientSender:
                 self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
             sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
         sock.settimeout(self._read_timeout)
-        host_header = host if parts.port is None else f"{host}:{parts.port}"
-        prefix = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host_header}\r\n".encode()
+        # The Host the signature covers: an IPv6 literal in brackets, no default port.
+        prefix = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host_of(url)}\r\n".encode()
         sockets[url] = (sock, prefix)
         return sockets[url]
 
@@ -261,19 +265,14 @@ class HTTPClientSender:
         request = prefix + f"{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body
         try:
             sock.sendall(request)
-            response = http.client.HTTPResponse(sock, method="POST")
-            response.begin()
-            data = response.read()
-        except http.client.HTTPException as error:
-            self._forget(url)
-            # IncompleteRead, a bad status line...: the answer is lost, like a reset.
-            raise ConnectionError(f"{type(error).__name__}: {error}") from error
+            # A malformed or cut-off answer is a ConnectionError: lost, like a reset.
+            response = read_response(sock)
         except OSError:
             self._forget(url)
             raise
-        if response.will_close:
+        if not response.keep_alive:
             self._forget(url)
-        return response.status, _Headers(response.getheaders()), data
+        return response.status, response.headers, response.body
 
     def _forget(self, url: str) -> None:
         known = self._local.sockets.pop(url, None)
@@ -286,16 +285,6 @@ class HTTPClientSender:
             sock.close()
         self._local.sockets = {}
         self._proxied.close()
-
-
-class _Headers(dict[str, str]):
-    """Response headers looked up case-insensitively (stored lower-case)."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        super().__init__((name.lower(), value) for name, value in pairs)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return super().get(name.lower(), default)
 
 
 def _dropped(sock: socket.socket) -> bool:
@@ -363,6 +352,7 @@ class LeanTransport:
         }
         self.region: str = str(clients["dynamodb"].meta.region_name)
         self._credentials = _credentials(session, clients["dynamodb"])
+        self._signer = Signer(self._credentials, _SIGNING_NAME, self.region)
         self.on_request = on_request
         self.sender: HTTPSender = sender or HTTPClientSender(
             connect_timeout=connect_timeout,
@@ -415,19 +405,12 @@ class LeanTransport:
                 )
 
     def _sign(self, service: Service, operation: str, body: bytes) -> dict[str, str]:
-        credentials = self._credentials.get_frozen_credentials()
-        request = botocore.awsrequest.AWSRequest(
-            method="POST",
-            url=self.endpoints[service],
-            data=body,
-            headers={
-                "Content-Type": _CONTENT_TYPE,
-                "X-Amz-Target": _TARGET_PREFIX[service] + operation,
-                "User-Agent": self._user_agent,
-            },
-        )
-        botocore.auth.SigV4Auth(credentials, _SIGNING_NAME, self.region).add_auth(request)
-        return dict(request.headers.items())
+        headers = {
+            "Content-Type": _CONTENT_TYPE,
+            "X-Amz-Target": _TARGET_PREFIX[service] + operation,
+            "User-Agent": self._user_agent,
+        }
+        return self._signer.sign(self.endpoints[service], headers, body)
 
     def close(self) -> None:
         """Close pooled connections (the transport stays usable; pools reopen on demand)."""

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import boto3
+import botocore.auth
+import botocore.awsrequest
 import botocore.credentials
 import botocore.parsers
 import botocore.session
@@ -30,6 +32,7 @@ from streamodel.transport import (
     RetryPolicy,
 )
 from streamodel.transport.lean import LEAN_OPERATIONS
+from streamodel.transport.signing import Signer, host_of
 
 ENDPOINT = "https://dynamodb.example.test"
 Answer = tuple[int, dict[str, str], bytes] | BaseException
@@ -365,6 +368,109 @@ def test_credentials_are_frozen_per_request() -> None:
     transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
     assert "Credential=AKID1/" in sender.sent[0][2]["Authorization"]
     assert "Credential=AKID2/" in sender.sent[1][2]["Authorization"]
+
+
+SIGNED_ENDPOINTS = [
+    ("dynamodb", "https://dynamodb.eu-west-1.amazonaws.com/"),
+    ("dynamodbstreams", "https://streams.dynamodb.eu-west-1.amazonaws.com/"),
+    ("dynamodb", "https://dynamodb.example.test:443/"),
+    ("dynamodb", "http://localhost:8000/"),
+    ("dynamodbstreams", "http://LocalHost:8000/"),
+    ("dynamodb", "http://127.0.0.1:80/"),
+    ("dynamodb", "http://[::1]:8000/"),
+    ("dynamodb", "https://[2001:db8::1]/"),
+]
+
+
+def _botocore_signed(
+    credentials: botocore.credentials.Credentials, url: str, headers: dict[str, str], body: bytes
+) -> list[tuple[str, str]]:
+    """The headers botocore's own SigV4Auth.add_auth gives an AWSRequest."""
+    request = botocore.awsrequest.AWSRequest(method="POST", url=url, data=body, headers=headers)
+    signer = botocore.auth.SigV4Auth(credentials.get_frozen_credentials(), "dynamodb", "eu-west-1")
+    signer.add_auth(request)
+    return list(request.headers.items())
+
+
+def _unsigned_headers(service: str) -> dict[str, str]:
+    prefix = "DynamoDB_20120810." if service == "dynamodb" else "DynamoDBStreams_20120810."
+    return {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": prefix + "GetItem",
+        "User-Agent": "streamodel-lean test",
+    }
+
+
+@pytest.mark.parametrize("token", [None, "SESSION/TOKEN+="])
+@pytest.mark.parametrize(("service", "url"), SIGNED_ENDPOINTS)
+def test_signer_headers_equal_botocores(
+    monkeypatch: pytest.MonkeyPatch, service: str, url: str, token: str | None
+) -> None:
+    """The lean signer adds exactly the headers, in the order, botocore's add_auth adds."""
+    now = [datetime.datetime(2024, 2, 29, 23, 59, 59)]
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now[0])
+    credentials = botocore.credentials.Credentials("AKIDEXAMPLE", "wJalr/K7+MDENG", token)
+    body = b'{"TableName":"t1","Key":{"pk":{"S":"a b"}}}'
+    signer = Signer(credentials, "dynamodb", "eu-west-1")
+    for stamp in (now[0], now[0], now[0] + datetime.timedelta(seconds=1)):  # cached, next day
+        now[0] = stamp
+        expected = _botocore_signed(credentials, url, _unsigned_headers(service), body)
+        signed = signer.sign(url, _unsigned_headers(service), body)
+        assert list(signed.items()) == expected
+    assert signed["X-Amz-Date"] == "20240301T000000Z"
+    assert ("X-Amz-Security-Token" in signed) == (token is not None)
+
+
+def test_signer_follows_refreshed_secret_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signing key is never reused for another secret key (refreshed credentials)."""
+    monkeypatch.setattr(
+        botocore.auth, "get_current_datetime", lambda: datetime.datetime(2024, 5, 1, 12)
+    )
+    url = "https://dynamodb.eu-west-1.amazonaws.com/"
+    credentials = botocore.credentials.Credentials("AKID", "first")
+    signer = Signer(credentials, "dynamodb", "eu-west-1")
+    for secret in ("first", "second", "first"):
+        credentials.secret_key = secret
+        expected = _botocore_signed(credentials, url, _unsigned_headers("dynamodb"), b"{}")
+        assert list(signer.sign(url, _unsigned_headers("dynamodb"), b"{}").items()) == expected
+
+
+def test_signing_key_is_derived_once_per_secret_and_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The four key-derivation HMACs run on the first request of a day, then only the
+    final one."""
+    import streamodel.transport.signing as signing
+
+    now = [datetime.datetime(2024, 5, 1, 23, 59, 59)]
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now[0])
+    hmacs: list[str] = []
+    original = botocore.auth.SigV4Auth._sign  # type: ignore[attr-defined]
+
+    def counted(self: Any, key: bytes, msg: str, hex: bool = False) -> Any:
+        hmacs.append(msg)
+        return original(self, key, msg, hex)
+
+    monkeypatch.setattr(signing._SigV4, "_sign", counted, raising=False)
+    url = "https://dynamodb.eu-west-1.amazonaws.com/"
+    signer = Signer(botocore.credentials.Credentials("AKID", "s"), "dynamodb", "eu-west-1")
+    counts = []
+    next_day = now[0] + datetime.timedelta(seconds=1)
+    for stamp in (now[0], now[0], next_day, next_day):
+        now[0] = stamp
+        del hmacs[:]
+        signer.sign(url, _unsigned_headers("dynamodb"), b"{}")
+        counts.append(len(hmacs))
+    assert counts == [5, 1, 5, 1]
+
+
+def test_host_of_is_botocores_signed_host() -> None:
+    """The Host the sender sends is the host botocore signs: default port dropped, IPv6
+    in brackets, lower case."""
+    assert host_of("https://Dynamodb.Example.test:443/") == "dynamodb.example.test"
+    assert host_of("http://localhost:8000/") == "localhost:8000"
+    assert host_of("http://[::1]:8000/") == "[::1]:8000"
+    assert host_of("https://[2001:db8::1]/") == "[2001:db8::1]"
 
 
 def test_missing_transact_token_is_filled_like_botocore() -> None:
