@@ -33,10 +33,13 @@ def table_template(nonce: str) -> str:
     return f"it-{nonce}-{{table_name}}"
 
 
-@pytest.fixture(scope="session")
-def engine(local_endpoint: str, table_template: str) -> Engine:
-    """An engine on the session's DynamoDB Local."""
-    return Engine(endpoint_url=local_endpoint, table_name_template=table_template)
+@pytest.fixture(scope="session", params=["lean", "botocore"])
+def engine(request: pytest.FixtureRequest, local_endpoint: str, table_template: str) -> Engine:
+    """An engine on the session's DynamoDB Local; every test that takes it runs on both
+    transports (the lean one is the default, the boto3 clients the switch)."""
+    return Engine(
+        endpoint_url=local_endpoint, table_name_template=table_template, transport=request.param
+    )
 
 
 @pytest.fixture

@@ -466,7 +466,8 @@ def test_read_transaction_loads(engine: Engine) -> None:
 
 def test_bind_enables_stream_and_ttl_and_detects_mismatch(engine: Engine, nonce: str) -> None:
     """bind enables a missing stream and TTL, and refuses a table whose keys differ."""
-    name = f"it-{nonce}-Plain"
+    base_name = f"Plain{uuid.uuid4().hex[:8]}"  # a table of its own on each transport
+    name = f"it-{nonce}-{base_name}"
     engine.transport.call(
         "dynamodb",
         "CreateTable",
@@ -481,6 +482,7 @@ def test_bind_enables_stream_and_ttl_and_detects_mismatch(engine: Engine, nonce:
 
     class Plain(local_base):  # type: ignore[valid-type, misc]
         class Meta:
+            table_name = base_name
             ttl = {"column": "expires"}
 
         id = Column(String, hash_key=True)
@@ -488,7 +490,7 @@ def test_bind_enables_stream_and_ttl_and_detects_mismatch(engine: Engine, nonce:
 
     class WrongKeys(local_base):  # type: ignore[valid-type, misc]
         class Meta:
-            table_name = "Plain"
+            table_name = base_name
 
         id = Column(Integer, hash_key=True)
 

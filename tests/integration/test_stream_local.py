@@ -181,11 +181,16 @@ def test_order_per_item_over_ten_thousand_changes(engine: Engine) -> None:
 
 
 def test_tail_prints_changes_as_json_lines(
-    engine: Engine, table_template: str, capsys: pytest.CaptureFixture[str]
+    local_endpoint: str, table_template: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`streamodel tail MODULE:MODEL --from trim_horizon --count N` prints N JSON changes."""
     from streamodel.cli import main as cli_main
 
+    # A table of its own (the CLI reads the stream from its start, and the module's
+    # tests run once per transport).
+    table_template = table_template.replace("{table_name}", uuid.uuid4().hex[:8] + "{table_name}")
+    engine = Engine(endpoint_url=local_endpoint, table_name_template=table_template)
+    engine.bind(Tailed)
     first, second = Tailed(id=uuid.uuid4().hex, count=7), Tailed(id=uuid.uuid4().hex, count=8)
     engine.save(first, second)
     code = cli_main(
