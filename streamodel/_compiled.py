@@ -525,21 +525,29 @@ class CompiledModel:
         ]
         self.plain_names = frozenset(name for name, _ in self.plain)
         self.fill_all, self.new_from = self._generate()
-        self._item_size = self._generate_size()
+        self._item_size = self._generate_size(self.columns)
+        # What a save's item holds besides the columns it encodes: the key and the version.
+        self._frame_size = self._generate_size(
+            [c for c in self.columns if c.name not in self.plain_names]
+        )
         self.encode = self._generate_encode()
 
     def item_size(self, item: Mapping[str, Any]) -> int:
         """``types.wire_size(item)`` for an item of this model's columns."""
-        try:
-            size = self._item_size(item)
-        except Exception:  # an unexpected value: the reference decides (or raises)
-            size = None
-        return t.wire_size(item) if size is None else int(size)
+        for generated in (self._frame_size, self._item_size):
+            try:
+                size = generated(item)
+            except Exception:  # an unexpected value: the reference decides (or raises)
+                break
+            if size is not None:
+                return int(size)
+        return t.wire_size(item)
 
-    def _generate_size(self) -> Fn:
+    def _generate_size(self, columns: list[Any]) -> Fn:
+        """``item_size`` of an item of ``columns`` only (None for any other attribute)."""
         ns: dict[str, Any] = {"_str": str}
         lines = ["def item_size(item):", "    total = seen = 0", "    get = item.get"]
-        for column in self.columns:
+        for column in columns:
             dynamo_name = column.dynamo_name
             name_size = len(dynamo_name.encode("utf-8"))
             typ = column.type
