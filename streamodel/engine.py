@@ -541,10 +541,11 @@ def _model_object(obj: Any) -> BaseModel:
 
 def _key_ident(key: dict[str, Wire]) -> Any:
     # Key values are S, N or B: one (tag, str or bytes) pair each, hashable as they are.
+    # Both keys compared are built in the model's key order (hash key first): no sorting.
     try:
-        return tuple(sorted((name, *wire.items()) for name, wire in key.items()))
+        return tuple([(name, *wire.items()) for name, wire in key.items()])
     except TypeError:  # an unexpected shape: compare its text
-        return repr(sorted((name, sorted(wire.items())) for name, wire in key.items()))
+        return repr([(name, sorted(wire.items())) for name, wire in key.items()])
 
 
 def wanted_model(wanted: dict[tuple[str, Any], list[BaseModel]], table: str) -> type[BaseModel]:
