@@ -586,16 +586,13 @@ class CompiledModel:
             "    checked = {}",
             "    wires = {}",
             "    size = 0",
-        ]
-        lines += [
             "    get = values.get",
             "    try:",
             "        pass  # a model may have no plain columns",
         ]
-        plain = {name for name, _ in self.plain}
         for column in self.columns:
             name = column.name
-            if name not in plain:
+            if name not in self.plain_names:
                 continue
             n = repr(name)
             name_size = len(column.dynamo_name.encode("utf-8"))

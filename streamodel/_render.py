@@ -102,8 +102,9 @@ def render_updates(r: Renderer, updates: Sequence[Update]) -> str | None:
     return update_expression(r, set_=set_, remove=remove, add=pairs["ADD"], delete=pairs["DELETE"])
 
 
+# (columns set, columns removed) -> (UpdateExpression, attribute name -> placeholder)
 _PLAIN_EXPRESSIONS: dict[
-    tuple[tuple[str, ...], tuple[str, ...]], tuple[str | None, dict[str, str]]
+    tuple[tuple[Any, ...], tuple[Any, ...]], tuple[str | None, dict[str, str]]
 ] = {}
 _PLAIN_EXPRESSIONS_MAX = 4096  # distinct column sets kept; the cache is emptied when full
 _VALUE_PLACEHOLDERS = tuple(f":v{i}" for i in range(1024))
