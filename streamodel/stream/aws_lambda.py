@@ -84,13 +84,14 @@ from streamodel.stream.records import Change, UndecodableRecordError, decode_rec
 from streamodel.stream.shards import pad_sequence, parse_sequence
 from streamodel.stream.worker import DeadLetterInfo, Worker
 from streamodel.transport.json_shape import item_from_json
-from streamodel.types import DateTime, Integer, String
+from streamodel.types import DateTime, Integer, String, Timestamp
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
     from streamodel.transactions import WriteTransaction
 
 __all__ = [
+    "STATE_LIFETIME",
     "Invocation",
     "LambdaHandler",
     "LocalEventSourceMapping",
@@ -181,27 +182,38 @@ def lambda_event(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 # -- state items -------------------------------------------------------------------------------
+# How long tracking and attempt items are kept after their last write. A stream keeps a
+# record for 24 hours, and Lambda can deliver it (again) only until then; items past that
+# can no longer stop a duplicate or count an attempt, so DynamoDB's TTL deletes them.
+STATE_LIFETIME = datetime.timedelta(days=2)
+
+
 def _tracking_models(table: str) -> tuple[Any, Any]:
-    """The two item kinds this module keeps in the worker's state table."""
+    """The two item kinds this module keeps in the worker's state table, both expiring
+    :data:`STATE_LIFETIME` after their last write (``expires_at``)."""
     applied = state_model(
         "AppliedChange",  # the last change of one item that transactional subscribers applied
         table,
         range_key="sort",
+        ttl="expires_at",
         model=Column(String),
         item_key=Column(String),
         applied=Column(String),  # sequence number, 40 digits: string order = number order
         event_id=Column(String),
         updated_at=Column(DateTime),
+        expires_at=Column(Timestamp),
     )
     attempts = state_model(
         "RecordAttempts",  # how many invocations failed on one record (the version column)
         table,
         range_key="sort",
+        ttl="expires_at",
         model=Column(String),
         sequence_number=Column(String),
         error=Column(String),
         counter=Column(Integer, version=True),
         updated_at=Column(DateTime),
+        expires_at=Column(Timestamp),
     )
     return applied, attempts
 
@@ -377,7 +389,9 @@ class LambdaHandler:
         position.item_key = key_text  # type: ignore[attr-defined]
         position.applied = padded  # type: ignore[attr-defined]
         position.event_id = change.event_id  # type: ignore[attr-defined]
-        position.updated_at = datetime.datetime.now(datetime.UTC)  # type: ignore[attr-defined]
+        now = datetime.datetime.now(datetime.UTC)
+        position.updated_at = now  # type: ignore[attr-defined]
+        position.expires_at = now + STATE_LIFETIME  # type: ignore[attr-defined]
         tx.save(position, condition=applied.is_(None) | (applied < padded))
         sealed.append(position)
 
@@ -394,6 +408,7 @@ class LambdaHandler:
             attempts.sequence_number = change.sequence_number
             attempts.error = f"{type(error).__name__}: {error}"[:1000]
             attempts.updated_at = datetime.datetime.now(datetime.UTC)
+            attempts.expires_at = attempts.updated_at + STATE_LIFETIME
             try:
                 self.engine.save(attempts)  # the version column makes this a counter
             except StaleVersionError:

@@ -36,14 +36,21 @@ SHARD_END = "SHARD_END"
 START_MARKER = "~start"
 
 
-def state_model(name: str, table: str, *, range_key: str, **columns: Column) -> Any:
+def state_model(
+    name: str, table: str, *, range_key: str, ttl: str | None = None, **columns: Column
+) -> Any:
     """A model of one item kind in a state table.
 
     Every kind shares the table's key schema, defined here once: hash key ``pk`` (the Python
     column ``scope``) and range key ``sk`` (named ``range_key`` in Python); no stream.
+    ``ttl`` names the kind's expiry column (DynamoDB's TTL on the table, enabled by binding
+    the kind); kinds without one, and items that leave it unset, never expire.
     """
+    meta: dict[str, Any] = {"table_name": table, "stream": None}
+    if ttl is not None:
+        meta["ttl"] = {"column": ttl}
     attrs: dict[str, Any] = {
-        "Meta": type("Meta", (), {"table_name": table, "stream": None}),
+        "Meta": type("Meta", (), meta),
         "scope": Column(String, hash_key=True, name="pk"),
         range_key: Column(String, range_key=True, name="sk"),
         **columns,

@@ -266,6 +266,46 @@ def test_poison_record_is_dead_lettered_after_max_attempts(engine: Engine) -> No
     assert letter.sequence_number == invocations[0].sequence_numbers[0]
 
 
+def test_tracking_and_attempt_items_expire_by_ttl(engine: Engine) -> None:
+    """The state items Lambda handling writes carry expires_at (two days on, past the
+    stream's 24 hours), and binding them turns DynamoDB's TTL on for the state table."""
+    worker = Worker(engine, group=group(), max_attempts=5)
+    fails = {"n": 1}
+
+    @worker.subscribe(Source, transactional=True)
+    def project(change: Change, tx: WriteTransaction) -> None:
+        if fails["n"]:
+            fails["n"] -= 1
+            raise RuntimeError("first try fails")
+        tx.save(Total(id=change.key["id"], changes=1, last=0))
+
+    mapping = LocalEventSourceMapping(
+        engine, Source, worker.lambda_handler, batch_size=10, start="latest"
+    )
+    engine.save(Source(id=uuid.uuid4().hex, count=1))
+    before = time.time()
+    assert [bool(inv.response["batchItemFailures"]) for inv in mapping.run()] == [True, False]
+    state = engine.table_name(worker.lambda_handler.AppliedChange)
+    items = engine.transport.call(
+        "dynamodb",
+        "Scan",
+        {
+            "TableName": state,
+            "FilterExpression": "begins_with(pk, :scope)",
+            "ExpressionAttributeValues": {":scope": {"S": f"lambda|{worker.group}|"}},
+            "ConsistentRead": True,
+        },
+    )["Items"]
+    kinds = sorted(item["sk"]["S"].split("|")[0] for item in items)
+    assert kinds == ["applied", "attempts"]
+    for item in items:
+        expires = int(item["expires_at"]["N"])
+        assert before + 2 * 86400 - 5 <= expires <= time.time() + 2 * 86400 + 5
+    ttl = engine.transport.call("dynamodb", "DescribeTimeToLive", {"TableName": state})
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
+    assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+
+
 def test_records_of_two_models_in_one_batch_are_routed_by_table(engine: Engine) -> None:
     """Each record of a batch mixing two tables reaches the subscribers of its own model."""
     sources = Coordinator(engine.transport, engine.stream_arn(Source), "latest")
