@@ -38,7 +38,10 @@ def parallel_pages(
                 continue
         return False
 
+    worker_threads: set[int] = set()
+
     def scan(segment: int) -> None:
+        worker_threads.add(threading.get_ident())
         try:
             for page in search.segment(segment, workers).pages(count=count):
                 if not put(page):
@@ -63,4 +66,8 @@ def parallel_pages(
                 yield item
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # An abandoned generator is closed wherever the garbage collector runs, which can be
+        # one of this pool's threads: a thread cannot wait for itself. The workers stop by
+        # themselves after their current page either way.
+        own_thread = threading.get_ident() in worker_threads
+        pool.shutdown(wait=not own_thread, cancel_futures=True)

@@ -194,3 +194,34 @@ class _Forgetful(list[Any]):
 
     def append(self, item: Any) -> None:
         pass
+
+
+def test_parallel_scan_closed_from_one_of_its_own_threads() -> None:
+    """An abandoned parallel scan may be closed by the garbage collector on one of its own
+    worker threads; closing it there must not try to wait for that thread itself."""
+    from streamodel.parallel import parallel_pages
+
+    holder: dict[str, Any] = {}
+    received, closed = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    class Segment:
+        def pages(self, count: bool = False) -> Any:
+            yield {"Items": []}
+            assert received.wait(5)  # the consumer holds the first page: it is suspended
+            try:
+                holder["pages"].close()  # runs the generator's cleanup in this worker thread
+            except BaseException as error:  # what the garbage collector would swallow
+                errors.append(error)
+            closed.set()
+            yield {"Items": []}
+
+    class FakeSearch:
+        def segment(self, segment: int, total: int) -> Segment:
+            return Segment()
+
+    holder["pages"] = parallel_pages(FakeSearch(), 1)  # type: ignore[arg-type]
+    assert next(holder["pages"]) == {"Items": []}
+    received.set()
+    assert closed.wait(5)
+    assert errors == []
