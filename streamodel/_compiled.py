@@ -531,6 +531,36 @@ class CompiledModel:
             [c for c in self.columns if c.name not in self.plain_names]
         )
         self.encode = self._generate_encode()
+        self.key = self._generate_key()
+
+    def _generate_key(self) -> Fn:
+        """``key(values)``: the key's wire values, or None when a key value is missing, empty
+        or refused (the reference then says which, in its own words)."""
+        ns: dict[str, Any] = {"_str": str}
+        lines = ["def key(values):", "    get = values.get"]
+        out = []
+        for i, (name, dynamo_name, check, dump) in enumerate(self.keys):
+            lines.append(f"    v = get({name!r})")
+            typ = self.columns_by_name[name][0].type
+            if _exact(typ, t.String) and not typ.validators:  # the usual key: a plain string
+                lines += ["    if type(v) is not _str or not v:", "        return None"]
+                lines.append(f"    w{i} = {{'S': v}}")
+            else:
+                lines += [
+                    "    if v is None:",
+                    "        return None",
+                    "    try:",
+                    f"        w{i} = {_ref(ns, dump)}({_ref(ns, check)}(v))",
+                    "    except Exception:",
+                    "        return None",
+                    f"    if w{i} is None or w{i}.get('S') == '' or w{i}.get('B') == b'':",
+                    "        return None",
+                ]
+            out.append(f"{dynamo_name!r}: w{i}")
+        lines.append(f"    return {{{', '.join(out)}}}")
+        exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
+        fn: Fn = ns["key"]
+        return fn
 
     def item_size(self, item: Mapping[str, Any]) -> int:
         """``types.wire_size(item)`` for an item of this model's columns."""

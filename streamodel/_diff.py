@@ -39,18 +39,8 @@ def meta_of(obj: BaseModel | type[BaseModel]) -> Any:
 
 def key_of(obj: BaseModel) -> dict[str, Wire]:
     """The object's key as wire values; a clear error when a key column is unset or bad."""
-    values = obj._sm_values
-    key: dict[str, Wire] = {}
-    try:
-        for name, dynamo_name, check, dump in compiled(type(obj)).keys:
-            value = values.get(name)
-            wire = None if value is None else dump(check(value))
-            if wire is None or wire.get("S") == "" or wire.get("B") == b"":
-                return _key_of_reference(obj)
-            key[dynamo_name] = wire
-    except Exception:  # the reference says what is wrong, in its own words
-        return _key_of_reference(obj)
-    return key
+    key: dict[str, Wire] | None = compiled(type(obj)).key(obj._sm_values)
+    return key if key is not None else _key_of_reference(obj)
 
 
 def _key_of_reference(obj: BaseModel) -> dict[str, Wire]:

@@ -20,6 +20,7 @@ from streamodel.models import new_instance
 from streamodel.schema import check_values
 from streamodel.types import (
     ALL_TYPES,
+    Binary,
     Boolean,
     DateTime,
     Float,
@@ -32,6 +33,7 @@ from streamodel.types import (
     _attribute_size,
     wire_size,
 )
+from streamodel.types import UUID as UUIDType
 
 IDS = [type(factory()).__name__ + str(i) for i, (factory, _) in enumerate(ALL_TYPES)]
 UTC = datetime.UTC
@@ -400,3 +402,39 @@ def test_saves_at_the_size_limit_are_counted_exactly() -> None:
     over = Big(id="k", text="x" * (room + 1), numbers=numbers)
     with pytest.raises(ValidationError, match=f"Item is {MAX_ITEM_BYTES + 1} bytes"):
         plan_save(over, condition=None, atomic=False)
+
+
+KEY_TYPES: list[Any] = [
+    String(),
+    String(validate=marshmallow.validate.Length(max=3)),
+    Integer(),
+    Number(),
+    Binary(),
+    UUIDType(),
+]
+KEY_VALUES: list[Any] = [None, "", "k", "long key", 0, 7, decimal.Decimal("1.5"), b"", b"b"]
+KEY_VALUES += [uuid.UUID(int=3), 1.5, True]
+
+
+@pytest.mark.parametrize("hash_type", KEY_TYPES, ids=lambda t: repr(t)[:40])
+@pytest.mark.parametrize("range_type", [String(), Integer()], ids=["S", "N"])
+def test_generated_key_equals_the_reference(hash_type: Any, range_type: Any) -> None:
+    """The generated key gives the reference key_of's wire values, and steps aside (None)
+    exactly when the reference refuses (missing, empty or bad values)."""
+    from streamodel._diff import _key_of_reference
+
+    class Keyed(new_base()):  # type: ignore[misc]
+        h = Column(hash_type, hash_key=True, name="h-key")
+        r = Column(range_type, range_key=True)
+
+    key = compiled(Keyed).key
+    for h in KEY_VALUES:
+        for r in ("x", "", 5, None):
+            obj = new_instance(Keyed)
+            obj._sm_values.update(h=h, r=r)
+            expected = outcome(_key_of_reference, obj)
+            got = key(obj._sm_values)
+            if expected[0] == "ok":
+                assert got == expected[1], (h, r)
+            else:
+                assert got is None, (h, r)
