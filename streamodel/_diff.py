@@ -9,6 +9,9 @@ accepted the write. All of this is per instance: there is no global tracking sta
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,10 @@ from streamodel.schema import check_values
 from streamodel.types import Wire
 
 MAX_ITEM_BYTES = 400 * 1024
+# Values that cannot change in place (None included): an unassigned one needs no new diff.
+_IMMUTABLE = frozenset(
+    {type(None), str, int, bool, float, decimal.Decimal, datetime.datetime, uuid.UUID, bytes}
+)
 
 
 def meta_of(obj: BaseModel | type[BaseModel]) -> Any:
@@ -149,14 +156,19 @@ def plan_save(
     acted = {n for n, v in values.items() if isinstance(v, Action)}
     updates = _bind_actions(obj, actions) if acted or actions else []
 
-    # Every changed column is written, and every column the snapshot knows is compared
-    # again (an in-place change of a list or dict is a change too).
+    # Every assigned column is written, and every column the snapshot knows is compared
+    # again unless its value cannot have changed in place: an immutable value that was not
+    # assigned is the very one loaded or saved with the snapshot. A list, set or dict may
+    # have been changed in place, so it is dumped and compared with what is stored.
     wanted: set[str] | frozenset[str]
     if snapshot is None:
         wanted = cm.plain_names & touched  # neither key nor version
     else:
         wanted = {
-            name for name, dynamo_name in cm.plain if name in touched or dynamo_name in snapshot
+            name
+            for name, dynamo_name in cm.plain
+            if name in touched
+            or (dynamo_name in snapshot and type(values.get(name)) not in _IMMUTABLE)
         }
     if acted:
         wanted -= acted

@@ -13,6 +13,7 @@ import streamodel
 from streamodel import (
     Column,
     ConditionFailedError,
+    DateTime,
     GlobalSecondaryIndex,
     Integer,
     LocalSecondaryIndex,
@@ -610,3 +611,39 @@ def test_plain_update_expressions_are_the_same_from_the_cache() -> None:
                     fast.name("a"), slow.name("a")
                 assert render_plain(fast, sets, removes) == _render_plain(slow, sets, removes)
                 assert fast.params() == slow.params()
+
+
+def test_unassigned_values_are_diffed_only_when_they_can_change_in_place(
+    engine: Any, transport: Any
+) -> None:
+    """A loaded object's set changed in place is written; its unassigned immutable values
+    are not dumped again, so a value stored in another spelling is left as stored."""
+
+    class Visit(Base):
+        id = Column(String, hash_key=True)
+        at = Column(DateTime)
+        tags = Column(Set(String))
+
+    transport.queue(
+        "GetItem",
+        {
+            "Item": {
+                "id": {"S": "v1"},
+                "at": {"S": "2026-01-02T03:04:05+00:00"},  # another writer's spelling
+                "tags": {"SS": ["a"]},
+            }
+        },
+    )
+    visit = Visit(id="v1")
+    engine.load(visit)
+    visit.tags.add("b")  # in place: no assignment
+    engine.save(visit)
+    params = transport.calls[1][2]
+    assert params["UpdateExpression"] == "SET #n0=:v0"
+    assert params["ExpressionAttributeNames"] == {"#n0": "tags"}
+    assert params["ExpressionAttributeValues"] == {":v0": {"SS": ["a", "b"]}}
+    visit.at = visit.at  # assigned: written in streamodel's spelling
+    engine.save(visit)
+    assert transport.calls[2][2]["ExpressionAttributeValues"] == {
+        ":v0": {"S": "2026-01-02T03:04:05.000000+00:00"}
+    }
