@@ -172,21 +172,20 @@ def plan_save(
         }
     if acted:
         wanted -= acted
-    item: dict[str, Wire] = dict(key)  # what the item holds besides the checked columns
     encoded = cm.encode(values, wanted)
     if encoded is not None:
-        checked, wires, size = encoded
+        checked, wires, bound = encoded  # bound: those columns' bytes, or a little more
     else:
         # raises, listing every bad column
         checked = check_values(
             model, {name: values.get(name) for name, _ in cm.plain if name in wanted}
         )
         wires = {name: cm.dump[name](value) for name, value in checked.items()}
-        item.update((cm.dynamo_names[n], w) for n, w in wires.items() if w is not None)
-        size = 0
+        bound = MAX_ITEM_BYTES + 1  # not known: counted exactly below
     if meta.indexes:
         _check_index_keys(meta, checked)
     plan = SavePlan(obj=obj, key=key, checked=checked, updates=updates, wires=wires)
+    item: dict[str, Wire] = dict(key)  # what the item holds besides the checked columns
     if snapshot is not None:  # what stays as stored: columns under actions, the version
         for name in acted:
             stored_wire = snapshot.get(cm.dynamo_names[name])
@@ -235,8 +234,8 @@ def plan_save(
         plan.diff[version.name] = (values.get(version.name), None)
 
     _check_overlaps(plan)
-    size += cm.item_size(item)
-    if size > MAX_ITEM_BYTES and encoded is not None:  # encode's size is a bound: count
+    size = bound + cm.item_size(item)
+    if size > MAX_ITEM_BYTES:  # perhaps only by the bound: count the whole item exactly
         item.update((cm.dynamo_names[n], w) for n, w in wires.items() if w is not None)
         size = cm.item_size(item)
     if size > MAX_ITEM_BYTES:
