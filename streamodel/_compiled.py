@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import marshmallow
 
 from streamodel import types as t
+from streamodel.actions import Action
+from streamodel.conditions import NotExists
 
 if TYPE_CHECKING:
     from streamodel.models import BaseModel
@@ -403,7 +405,8 @@ def _scalar(typ: Any, v: str) -> tuple[str, str, str] | None:
     if typ.validators:
         return None
     if _exact(typ, t.String):
-        return f"type({v}) is _str", f"{{'S': {v}}}", f"len({v}.encode('utf-8'))"
+        size = f"(len({v}) if {v}.isascii() else len({v}.encode('utf-8')))"
+        return f"type({v}) is _str", f"{{'S': {v}}}", size
     if _exact(typ, t.Boolean):
         return f"type({v}) is _bool", f"{{'BOOL': {v}}}", "1"
     if _exact(typ, t.Integer):
@@ -433,24 +436,21 @@ def _container_encoder(typ: Any) -> Fn | None:
         return None
     if _exact(typ, t.List) and (parts := _scalar(typ.inner, "x")) is not None:
         test, wire, size = parts
-        body = [
+        body = [  # each item is checked as it is, so the checked list is a copy
             "    if type(v) is not _list:",
             "        return _SLOW",
-            "    c = []",
             "    out = []",
             "    s = 3",
             "    for x in v:",
             "        if x is None:",
-            "            c.append(None)",
             "            out.append({'NULL': True})",
             "            s += 2",
             f"        elif {test}:",
-            "            c.append(x)",
             f"            out.append({wire})",
             f"            s += 1 + {size}",
             "        else:",
             "            return _SLOW",
-            "    return c, {'L': out}, s",
+            "    return _list(v), {'L': out}, s",
         ]
     elif _exact(typ, t.Set) and _exact(typ.inner, t.String) and not typ.inner.validators:
         body = [
@@ -462,13 +462,13 @@ def _container_encoder(typ: Any) -> Fn | None:
             "    if not v:",
             "        return _set(), None, 0",
             "    out = _sorted(v)",
-            "    return _set(v), {'SS': out}, len(''.join(out).encode('utf-8'))",
+            "    j = ''.join(out)",
+            "    return _set(v), {'SS': out}, len(j) if j.isascii() else len(j.encode('utf-8'))",
         ]
     elif _exact(typ, t.Map) and all(_scalar(inner, "x") for inner in typ.types.values()):
-        body = [
+        body = [  # each value is checked as it is, so the checked map is a copy
             "    if type(v) is not _dict:",
             "        return _SLOW",
-            "    c = {}",
             "    out = {}",
             "    s = 3",
             "    for k, x in v.items():",
@@ -479,16 +479,15 @@ def _container_encoder(typ: Any) -> Fn | None:
             body += [
                 f"        {keyword} k == {key!r}:",
                 "            if x is None:",
-                "                c[k] = None",
+                "                pass",
                 f"            elif {test}:",
-                "                c[k] = x",
                 f"                out[k] = {wire}",
                 f"                s += {len(key.encode('utf-8')) + 1} + {size}",
                 "            else:",
                 "                return _SLOW",
             ]
             keyword = "elif"
-        body += ["        else:", "            return _SLOW", "    return c, {'M': out}, s"]
+        body += ["        else:", "            return _SLOW", "    return _dict(v), {'M': out}, s"]
     else:
         return None
     ns = {**_ENCODE_NS, "_SLOW": _SLOW}
@@ -527,10 +526,16 @@ class CompiledModel:
         self.fill_all, self.new_from = self._generate()
         self._item_size = self._generate_size(self.columns)
         # What a save's item holds besides the columns it encodes: the key and the version.
-        self._frame_size = self._generate_size(
-            [c for c in self.columns if c.name not in self.plain_names]
+        frame = [c for c in self.columns if c.name not in self.plain_names]
+        self._frame_size = self._generate_size(frame)
+        # Their most bytes in an item DynamoDB accepts: a key value has at most 2048 bytes,
+        # a number (the version) at most 21.
+        self.frame_bound = sum(
+            len(c.dynamo_name.encode("utf-8")) + (21 if c is meta.version else 2048) for c in frame
         )
         self.encode = self._generate_encode()
+        # The version check of a new object (conditions are never changed once built).
+        self.version_absent = None if meta.version is None else NotExists(meta.version)
         self.key = self._generate_key()
 
     def _generate_key(self) -> Fn:
@@ -600,22 +605,32 @@ class CompiledModel:
         return fn
 
     def _generate_encode(self) -> Callable[[Mapping[str, Any], Any], Any]:
-        """``encode(values, wanted)``: for each plain column named in ``wanted``, its checked
-        value, its wire value, and a bound of the bytes they add to the item, in one
-        generated pass; ``None`` when some value is refused (the reference then builds the
-        error).
+        """``encode(values, wanted)``: for the plain columns named in ``wanted``, in one
+        generated pass, ``(checked, columns, wires, removes, bound, acted)``: each column's
+        checked value (by name); the columns with a wire value and those wire values, and the
+        columns without, in column order; a bound of the bytes they add to the item; and the
+        names of the columns holding an update action, left out of the rest. ``None`` when
+        some value is refused (the reference then builds the error).
 
         Equals ``check_values``, then ``dump`` of those columns, and ``item_size`` or more
         (numbers are counted by the length of their text, see ``_N_SIZE``): the fast cases
         are inline (see :func:`_scalar`, :func:`_container_encoder`), and every other value
         goes through the compiled check, dump and size of its column.
         """
-        ns: dict[str, Any] = {**_ENCODE_NS, "_SLOW": _SLOW, "_Refused": marshmallow.ValidationError}
+        ns: dict[str, Any] = {
+            **_ENCODE_NS,
+            "_SLOW": _SLOW,
+            "_Refused": marshmallow.ValidationError,
+            "_Action": Action,
+        }
         lines = [
             "def encode(values, wanted):",
             "    checked = {}",
-            "    wires = {}",
             "    size = 0",
+            "    acted = []",
+            "    columns = []",
+            "    wires = []",
+            "    removes = []",
             "    get = values.get",
             "    try:",
             "        pass  # a model may have no plain columns",
@@ -624,39 +639,54 @@ class CompiledModel:
             name = column.name
             if name not in self.plain_names:
                 continue
-            n = repr(name)
+            n, col = repr(name), _ref(ns, column)
             name_size = len(column.dynamo_name.encode("utf-8"))
+            # A column whose wire may be None (an empty set) is set or removed by its value.
+            place = [
+                "                if w is None:",
+                f"                    removes.append({col})",
+                "                else:",
+                f"                    columns.append({col})",
+                "                    wires.append(w)",
+                f"                    size += {name_size} + s",
+            ]
             lines += [
                 f"        if {n} in wanted:",
                 f"            v = get({n})",
                 "            if v is None:",
-                f"                checked[{n}] = wires[{n}] = None",
+                f"                checked[{n}] = None",
+                f"                removes.append({col})",
             ]
             if (parts := _scalar(column.type, "v")) is not None:
                 test, wire, size = parts
                 lines += [
                     f"            elif {test}:",
                     f"                checked[{n}] = v",
-                    f"                wires[{n}] = {wire}",
+                    f"                columns.append({col})",
+                    f"                wires.append({wire})",
                     f"                size += {name_size} + {size}",
                 ]
             elif (encoder := _container_encoder(column.type)) is not None:
                 lines += [
                     f"            elif (e := {_ref(ns, encoder)}(v)) is not _SLOW:",
                     f"                checked[{n}], w, s = e",
-                    f"                wires[{n}] = w",
-                    "                if w is not None:",
-                    f"                    size += {name_size} + s",
+                    *place,
                 ]
             check, dump = _ref(ns, self.check[name]), _ref(ns, self.dump[name])
             lines += [
+                "            elif isinstance(v, _Action):",
+                f"                acted.append({n})",
                 "            else:",
                 f"                c = checked[{n}] = {check}(v)",
-                f"                w = wires[{n}] = {dump}(c)",
-                "                if w is not None:",
-                f"                    size += {name_size} + {_ref(ns, self.size[name])}(w)",
+                f"                w = {dump}(c)",
+                f"                s = 0 if w is None else {_ref(ns, self.size[name])}(w)",
+                *place,
             ]
-        lines += ["    except _Refused:", "        return None", "    return checked, wires, size"]
+        lines += [
+            "    except _Refused:",
+            "        return None",
+            "    return checked, columns, wires, removes, size, acted",
+        ]
         exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
         fn: Callable[[Mapping[str, Any], Any], Any] = ns["encode"]
         return fn

@@ -26,6 +26,7 @@ from streamodel.conditions import (
     Path,
     Value,
     all_of,
+    version_is,
 )
 from streamodel.exceptions import InvalidConditionError, UndecodableItemError, ValidationError
 from streamodel.models import BaseModel, new_instance
@@ -84,32 +85,59 @@ def is_stored(obj: BaseModel) -> bool:
     return True
 
 
-@dataclass
+@dataclass(slots=True)
 class SavePlan:
     """Everything one save of one object writes, computed before anything is sent."""
 
     obj: BaseModel
     key: dict[str, Wire]
-    sets: list[tuple[Any, Wire]] = field(default_factory=list)  # (column, wire)
+    # The columns SET, and their wire values.
+    set_columns: list[Any] = field(default_factory=list)
+    set_wires: list[Wire] = field(default_factory=list)
     removes: list[Any] = field(default_factory=list)  # columns
     # Update actions and path updates; their results are read back (``returns``).
     updates: list[Update] = field(default_factory=list)
-    diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    checked: dict[str, Any] = field(default_factory=dict)
+    checked: dict[str, Any] = field(default_factory=dict)  # every column checked, by name
+    # What the object knew to be stored (None: nothing), the old side of ``diff``.
+    snapshot: dict[str, Wire | None] | None = None
+    # ``diff`` entries of the columns under updates and of the version.
+    other_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     new_version: int | None = None
+    # The version the stored item must hold (None: no version stored) when checked.
+    expected_version: Wire | None = None
     version_condition: Condition | None = None
     condition: Condition | None = None
     returns: str | None = None  # ReturnValues of the UpdateItem, when values are read back
-    # The wire value of each checked column (what ``mark_saved`` stores in the snapshot).
-    wires: dict[str, Wire | None] = field(default_factory=dict)
+    _diff: dict[str, tuple[Any, Any]] | None = None
+
+    @property
+    def diff(self) -> dict[str, tuple[Any, Any]]:
+        """Column name -> (old value, new value) of every column this save changes; built
+        when first read (by signal receivers), not on every save."""
+        if self._diff is None:
+            snapshot, checked = self.snapshot, self.checked
+            loads = compiled(type(self.obj)).load
+            diff = {}
+            for column in self.set_columns + self.removes:
+                name = column.name
+                if name in checked:
+                    old = None if snapshot is None else snapshot.get(column.dynamo_name)
+                    diff[name] = (None if old is None else loads[name](old), checked[name])
+            for name, change in self.other_changes.items():
+                diff.setdefault(name, change)
+            self._diff = diff
+        return self._diff
 
     @property
     def writes_nothing(self) -> bool:
-        return not self.sets and not self.removes and not self.updates
+        return not self.set_columns and not self.removes and not self.updates
 
     def all_updates(self) -> list[Update]:
         """Every clause of the ``UpdateExpression``: plain SETs and REMOVEs, then actions."""
-        plain = [Update(c, "SET", "{v[0]}", (w,), computed=False) for c, w in self.sets]
+        plain = [
+            Update(c, "SET", "{v[0]}", (w,), computed=False)
+            for c, w in zip(self.set_columns, self.set_wires, strict=True)
+        ]
         plain += [Update(c, "REMOVE", computed=False) for c in self.removes]
         return [*plain, *self.updates]
 
@@ -141,25 +169,24 @@ def plan_save(
 ) -> SavePlan:
     """The minimal write for ``obj``: changed columns SET, cleared ones REMOVEd, actions
     (assigned to columns or given per path in ``actions``) rendered as their clauses."""
-    meta = meta_of(obj)
     model = type(obj)
-    check_condition(obj, condition)
+    meta: Any = model.Meta
+    if condition is not None:
+        check_condition(obj, condition)
     cm = compiled(model)
-    key = key_of(obj)
-    stored = is_stored(obj)
-    snapshot = obj._sm_snapshot if stored else None
-    touched = obj._sm_touched
     values = obj._sm_values
+    key = cm.key(values) or _key_of_reference(obj)  # key_of(obj)
+    snapshot = obj._sm_snapshot if is_stored(obj) else None
+    touched = obj._sm_touched
     version = meta.version
-    # Columns holding an action are not diffed; changes beside actions given per path are,
-    # so that an overlap between the two is refused rather than one silently dropped.
-    acted = {n for n, v in values.items() if isinstance(v, Action)}
-    updates = _bind_actions(obj, actions) if acted or actions else []
 
     # Every assigned column is written, and every column the snapshot knows is compared
     # again unless its value cannot have changed in place: an immutable value that was not
     # assigned is the very one loaded or saved with the snapshot. A list, set or dict may
     # have been changed in place, so it is dumped and compared with what is stored.
+    # Columns holding an action are not diffed (encode names them); changes beside actions
+    # given per path are, so that an overlap between the two is refused rather than one
+    # silently dropped.
     wanted: set[str] | frozenset[str]
     if snapshot is None:
         wanted = cm.plain_names & touched  # neither key nor version
@@ -170,49 +197,35 @@ def plan_save(
             if name in touched
             or (dynamo_name in snapshot and type(values.get(name)) not in _IMMUTABLE)
         }
-    if acted:
-        wanted -= acted
     encoded = cm.encode(values, wanted)
     if encoded is not None:
-        checked, wires, bound = encoded  # bound: those columns' bytes, or a little more
+        checked, columns, wires, removes, bound, acted = encoded  # bound: bytes, or a bit more
     else:
-        # raises, listing every bad column
-        checked = check_values(
-            model, {name: values.get(name) for name, _ in cm.plain if name in wanted}
-        )
-        wires = {name: cm.dump[name](value) for name, value in checked.items()}
+        acted = [n for n in wanted if isinstance(values.get(n), Action)]
+    version_acted = version is not None and isinstance(values.get(version.name), Action)
+    updates = _bind_actions(obj, actions) if acted or actions or version_acted else []
+    if encoded is None:
+        plain = {n: values.get(n) for n, _ in cm.plain if n in wanted and n not in acted}
+        checked = check_values(model, plain)  # raises, listing every bad column
+        dumped = [(cm.columns_by_name[n][0], cm.dump[n](v)) for n, v in checked.items()]
+        columns = [column for column, wire in dumped if wire is not None]
+        wires = [wire for _, wire in dumped if wire is not None]
+        removes = [column for column, wire in dumped if wire is None]
         bound = MAX_ITEM_BYTES + 1  # not known: counted exactly below
     if meta.indexes:
         _check_index_keys(meta, checked)
-    plan = SavePlan(obj=obj, key=key, checked=checked, updates=updates, wires=wires)
-    item: dict[str, Wire] = dict(key)  # what the item holds besides the checked columns
-    if snapshot is not None:  # what stays as stored: columns under actions, the version
-        for name in acted:
-            stored_wire = snapshot.get(cm.dynamo_names[name])
-            if stored_wire is not None:
-                item[cm.dynamo_names[name]] = stored_wire
-        stored_version = snapshot.get(version.dynamo_name) if version is not None else None
-        if stored_version is not None:
-            item[version.dynamo_name] = stored_version
-    loads, sets, removes, diff = cm.load, plan.sets, plan.removes, plan.diff
-    for name, wire in wires.items():
-        column, dynamo_name = cm.columns_by_name[name]
-        if snapshot is not None and dynamo_name in snapshot:
-            old_wire = snapshot[dynamo_name]
-            if wire == old_wire:
-                continue  # unchanged (or known absent and still absent)
-        else:
-            old_wire = None
-        if wire is None:
-            removes.append(column)
-        else:
-            sets.append((column, wire))
-        diff[name] = (None if old_wire is None else loads[name](old_wire), checked[name])
+
+    if snapshot is not None:  # write only what differs (absent and known absent are alike)
+        changed = [i for i, c in enumerate(columns) if wires[i] != snapshot.get(c.dynamo_name)]
+        columns, wires = [columns[i] for i in changed], [wires[i] for i in changed]
+        removes = [c for c in removes if snapshot.get(c.dynamo_name, False) is not None]
+    plan = SavePlan(obj, key, columns, wires, removes, updates, checked, snapshot)
+    other_changes = plan.other_changes
     for update in updates:
         column = update.path.column
         old = snapshot.get(column.dynamo_name) if snapshot is not None else None
         new = values.get(column.name) if not update.path.segments else update
-        plan.diff.setdefault(column.name, (loads[column.name](old), new))
+        other_changes.setdefault(column.name, (cm.load[column.name](old), new))
 
     if version is not None and version_check:
         current = values.get(version.name)
@@ -224,28 +237,21 @@ def plan_save(
         plan.new_version = (current or 0) + 1
         wire = cm.dump[version.name](plan.new_version)
         assert wire is not None
-        plan.sets.append((version, wire))
-        item[version.dynamo_name] = wire
-        plan.diff[version.name] = (current, plan.new_version)
-        plan.version_condition = _version_is(version, current)
+        columns.append(version)
+        wires.append(wire)
+        other_changes[version.name] = (current, plan.new_version)
+        if current is None:
+            plan.version_condition = cm.version_absent
+        else:
+            plan.expected_version = cm.dump[version.name](current)
+            plan.version_condition = version_is(version, plan.expected_version)
     elif version is not None:
         # No check, yet never a rollback: DynamoDB adds 1 to whatever is stored.
-        plan.updates.append(Update(version, "ADD", "{v[0]}", ({"N": "1"},)))
-        plan.diff[version.name] = (values.get(version.name), None)
-
-    _check_overlaps(plan)
-    size = bound + cm.item_size(item)
-    if size > MAX_ITEM_BYTES:  # perhaps only by the bound: count the whole item exactly
-        item.update((cm.dynamo_names[n], w) for n, w in wires.items() if w is not None)
-        size = cm.item_size(item)
-    if size > MAX_ITEM_BYTES:
-        raise ValidationError(
-            {
-                "_item": [
-                    f"Item is {size} bytes; DynamoDB's limit is 400 KB ({MAX_ITEM_BYTES} bytes)."
-                ]
-            }
-        )
+        updates.append(Update(version, "ADD", "{v[0]}", ({"N": "1"},)))
+        other_changes[version.name] = (values.get(version.name), None)
+    if updates:
+        _check_overlaps(plan)
+    _check_size(key, snapshot, plan, bound + cm.frame_bound)
     if condition is None and not atomic:
         plan.condition = plan.version_condition
     else:
@@ -253,17 +259,11 @@ def plan_save(
             condition, plan.version_condition, atomic_condition(obj) if atomic else None
         )
     # Nested updates return partial documents with UPDATED_NEW: read whole items then.
-    if sync or (plan.updates and any(u.path.segments for u in plan.updates)):
+    if sync or (updates and any(u.path.segments for u in updates)):
         plan.returns = "ALL_NEW"
-    elif plan.updates:
+    elif updates:
         plan.returns = "UPDATED_NEW"
     return plan
-
-
-def _version_is(version: Any, current: int | None) -> Condition:
-    if current is None:
-        return NotExists(version)
-    return Comparison("=", version, Value(version.type.dynamo_dump(current) or {}))
 
 
 def _bind_actions(obj: BaseModel, actions: Mapping[Path, Any] | None) -> list[Update]:
@@ -298,10 +298,34 @@ def _bind_actions(obj: BaseModel, actions: Mapping[Path, Any] | None) -> list[Up
     return updates
 
 
+def _check_size(
+    key: dict[str, Wire], snapshot: dict[str, Wire | None] | None, plan: SavePlan, bound: int
+) -> None:
+    """Refuse an item larger than DynamoDB's limit, saying how large. A new object's item is
+    known to be at most ``bound`` bytes; anything else is counted exactly."""
+    if snapshot is None and bound <= MAX_ITEM_BYTES:
+        return
+    item: dict[str, Wire] = {}
+    if snapshot is not None:  # what stays as stored: unchanged columns, those under actions
+        item.update((name, wire) for name, wire in snapshot.items() if wire is not None)
+    item.update(key)
+    item.update(zip([c.dynamo_name for c in plan.set_columns], plan.set_wires, strict=True))
+    for column in plan.removes:
+        item.pop(column.dynamo_name, None)
+    size = compiled(type(plan.obj)).item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise ValidationError(
+            {
+                "_item": [
+                    f"Item is {size} bytes; DynamoDB's limit is 400 KB ({MAX_ITEM_BYTES} bytes)."
+                ]
+            }
+        )
+
+
 def _check_overlaps(plan: SavePlan) -> None:
-    """DynamoDB refuses two updates of overlapping document paths; say which ones."""
-    if not plan.updates:
-        return  # plain SETs and REMOVEs name distinct top-level columns: no overlap
+    """DynamoDB refuses two updates of overlapping document paths; say which ones (plain
+    SETs and REMOVEs name distinct top-level columns: only updates can overlap)."""
     # Linear check first (each path against the prefixes seen so far and vice versa); only
     # an overlap runs the pairwise search that names the first two overlapping paths.
     paths: set[tuple[str | int, ...]] = set()
@@ -378,7 +402,9 @@ def delete_condition(
         current = obj._sm_values.get(version.name)
         if isinstance(current, Action):
             raise InvalidConditionError(f"{type(obj).__name__}.{version.name} holds an action")
-        version_condition = _version_is(version, current)
+        version_condition = version_is(
+            version, None if current is None else version.type.dynamo_dump(current)
+        )
     return all_of(condition, version_condition, atomic_condition(obj) if atomic else None)
 
 
@@ -392,17 +418,12 @@ def mark_saved(plan: SavePlan, returned: Mapping[str, Wire] | None = None) -> No
     meta = meta_of(obj)
     snapshot = dict(obj._sm_snapshot or {}) if is_stored(obj) else {}
     snapshot.update(plan.key)
-    wires = plan.wires
-    for name, value in plan.checked.items():
-        obj._sm_values[name] = value
-        column = meta.columns_by_name[name]
-        snapshot[column.dynamo_name] = (
-            wires[name] if name in wires else column.type.dynamo_dump(value)
-        )
-    if plan.new_version is not None:
-        version = meta.version
-        obj._sm_values[version.name] = plan.new_version
-        snapshot[version.dynamo_name] = version.type.dynamo_dump(plan.new_version)
+    # What was written; the checked columns left out of it already equal the snapshot.
+    snapshot.update(zip([c.dynamo_name for c in plan.set_columns], plan.set_wires, strict=True))
+    snapshot.update((column.dynamo_name, None) for column in plan.removes)
+    obj._sm_values.update(plan.checked)
+    if plan.new_version is not None:  # its wire is one of those set
+        obj._sm_values[meta.version.name] = plan.new_version
     obj._sm_snapshot = snapshot
     obj._sm_touched = set()
     if plan.returns == "ALL_NEW" and returned is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from streamodel.conditions import version_is
 from streamodel.types import Wire
 
 if TYPE_CHECKING:
@@ -102,45 +103,71 @@ def render_updates(r: Renderer, updates: Sequence[Update]) -> str | None:
     return update_expression(r, set_=set_, remove=remove, add=pairs["ADD"], delete=pairs["DELETE"])
 
 
-# (columns set, columns removed) -> (UpdateExpression, attribute name -> placeholder)
-_PLAIN_EXPRESSIONS: dict[
-    tuple[tuple[Any, ...], tuple[Any, ...]], tuple[str | None, dict[str, str]]
-] = {}
-_PLAIN_EXPRESSIONS_MAX = 4096  # distinct column sets kept; the cache is emptied when full
+# (columns set, columns removed, version column, no version expected)
+#     -> (UpdateExpression, ConditionExpression, ExpressionAttributeNames)
+_PLAIN_SHAPES: dict[tuple[Any, ...], tuple[str | None, str | None, dict[str, str]]] = {}
+_PLAIN_SHAPES_MAX = 4096  # distinct shapes kept; the cache is emptied when full
 _VALUE_PLACEHOLDERS = tuple(f":v{i}" for i in range(1024))
 
 
-def render_plain(
-    r: Renderer, sets: Sequence[tuple[Any, Wire]], removes: Sequence[Any]
-) -> str | None:
-    """:func:`render_updates` of plain whole-column SETs and REMOVEs (no actions): the same
-    text and placeholders without building an ``Update`` per column.
+def plain_update(
+    columns: Sequence[Any],
+    wires: Sequence[Wire],
+    removes: Sequence[Any],
+    version: Any = None,
+    expected: Wire | None = None,
+) -> dict[str, Any]:
+    """The expressions and placeholders of an ``UpdateItem`` that SETs whole ``columns`` to
+    ``wires`` and REMOVEs ``removes`` (no actions), under the version check of the
+    ``version`` column when one is given: the stored version is ``expected``, or there is
+    none when that is ``None``.
 
-    On a fresh renderer the text and the name placeholders depend only on the columns, so
-    they are kept per column set and only the values are filled in.
+    They are what a fresh :class:`Renderer` renders for ``render_updates`` and the version
+    condition; their text and name placeholders depend only on the columns, so they are
+    kept per shape and only the values are filled in.
     """
-    if r._names or r._values or len(sets) > len(_VALUE_PLACEHOLDERS):
-        return _render_plain(r, sets, removes)
-    shape = (tuple([column for column, _ in sets]), tuple(removes))  # columns hash by id
-    known = _PLAIN_EXPRESSIONS.get(shape)
-    if known is None:
-        fresh = Renderer()
-        known = (_render_plain(fresh, sets, removes), fresh._names)
-        if len(_PLAIN_EXPRESSIONS) >= _PLAIN_EXPRESSIONS_MAX:
-            _PLAIN_EXPRESSIONS.clear()
-        _PLAIN_EXPRESSIONS[shape] = known
-    expression, names = known
-    r._names.update(names)
-    r._values.update(zip(_VALUE_PLACEHOLDERS, [wire for _, wire in sets], strict=False))
-    return expression
+    expects = version is not None and expected is not None
+    shape = (tuple(columns), tuple(removes), version, expected is None)
+    known = _PLAIN_SHAPES.get(shape)
+    if known is None or len(wires) >= len(_VALUE_PLACEHOLDERS):
+        r = Renderer()
+        expression = render_plain(r, columns, wires, removes)
+        condition = None if version is None else r.condition(version_is(version, expected))
+        if len(wires) >= len(_VALUE_PLACEHOLDERS):
+            return _parts(expression, condition, r.params())
+        if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
+            _PLAIN_SHAPES.clear()
+        known = _PLAIN_SHAPES[shape] = (expression, condition, r.params().get(_NAMES, {}))
+    expression, condition, names = known
+    params: dict[str, Any] = {}
+    if names:
+        params[_NAMES] = dict(names)
+    if wires or expects:
+        values = params[_VALUES] = dict(zip(_VALUE_PLACEHOLDERS, wires, strict=False))
+        if expects:
+            values[_VALUE_PLACEHOLDERS[len(wires)]] = expected
+    return _parts(expression, condition, params)
 
 
-def _render_plain(
-    r: Renderer, sets: Sequence[tuple[Any, Wire]], removes: Sequence[Any]
+_NAMES, _VALUES = "ExpressionAttributeNames", "ExpressionAttributeValues"
+
+
+def _parts(expression: str | None, condition: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    if expression is not None:
+        params["UpdateExpression"] = expression
+    if condition is not None:
+        params["ConditionExpression"] = condition
+    return params
+
+
+def render_plain(
+    r: Renderer, columns: Sequence[Any], wires: Sequence[Wire], removes: Sequence[Any]
 ) -> str | None:
+    """:func:`render_updates` of SETs of whole ``columns`` to ``wires`` and REMOVEs of
+    ``removes``, without an ``Update`` each."""
     names, values = r._names, r._values
     set_ = []
-    for column, wire in sets:
+    for column, wire in zip(columns, wires, strict=True):
         attribute = column.dynamo_name
         placeholder = names.get(attribute)
         if placeholder is None:

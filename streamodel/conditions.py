@@ -493,3 +493,8 @@ def all_of(*conditions: Condition | None) -> Condition | None:
     for c in present:
         _check(c)
     return present[0] if len(present) == 1 else And(present)
+
+
+def version_is(version: Path, expected: Wire | None) -> Condition:
+    """The stored ``version`` is ``expected`` (a wire value), or there is none."""
+    return NotExists(version) if expected is None else Comparison("=", version, Value(expected))

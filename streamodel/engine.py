@@ -21,7 +21,7 @@ from streamodel._diff import (
     meta_of,
     plan_save,
 )
-from streamodel._render import Renderer, render_plain, render_updates
+from streamodel._render import Renderer, plain_update, render_plain, render_updates
 from streamodel.columns import Index
 from streamodel.conditions import Condition, Path
 from streamodel.exceptions import (
@@ -270,18 +270,29 @@ class Engine:
 
     def update_request(self, plan: SavePlan) -> dict[str, Any]:
         """The ``UpdateItem`` parameters for a save plan (without ``ReturnValues``)."""
-        r = Renderer()
-        request: dict[str, Any] = {"TableName": self.table_name(type(plan.obj)), "Key": plan.key}
-        if plan.updates:
-            expression = render_updates(r, plan.all_updates())
+        model = type(plan.obj)
+        request: dict[str, Any] = {"TableName": self.table_name(model), "Key": plan.key}
+        if not plan.updates and plan.condition is plan.version_condition:
+            # The usual save: whole columns, under the version check if any.
+            version = None if plan.condition is None else meta_of(model).version
+            request.update(
+                plain_update(
+                    plan.set_columns, plan.set_wires, plan.removes, version, plan.expected_version
+                )
+            )
         else:
-            expression = render_plain(r, plan.sets, plan.removes)
-        if expression is not None:
-            request["UpdateExpression"] = expression
+            r = Renderer()
+            if plan.updates:
+                expression = render_updates(r, plan.all_updates())
+            else:
+                expression = render_plain(r, plan.set_columns, plan.set_wires, plan.removes)
+            if expression is not None:
+                request["UpdateExpression"] = expression
+            if plan.condition is not None:
+                request["ConditionExpression"] = r.condition(plan.condition)
+            request.update(r.params())
         if plan.condition is not None:
-            request["ConditionExpression"] = r.condition(plan.condition)
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        request.update(r.params())
         return request
 
     def delete_request(

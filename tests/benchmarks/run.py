@@ -298,15 +298,23 @@ CLIENTS = ("raw boto3", "PynamoDB", "streamodel botocore", "streamodel lean")
 SCANS = 3  # each client scans (and queries) its N items this many times
 
 
+def written_item(plan: Any) -> dict[str, Any]:
+    """The item a save plan of a new object writes."""
+    names = [column.dynamo_name for column in plan.set_columns]
+    return {**plan.key, **dict(zip(names, plan.set_wires, strict=True))}
+
+
 def run_cpu(iterations: int, rounds: int) -> dict[str, dict[str, float]]:
     values = sample_values("cpu", 1)
     plain = Plain(**values)
     wire = hand_dump(plain)
     engine = Engine(endpoint_url="http://127.0.0.1:1")  # never contacted: CPU only
     obj = Account(**{k: v for k, v in values.items() if k != "version"})
-    sm_wire = {**plan_save(obj, condition=None, atomic=False).key}
-    for column, value in plan_save(obj, condition=None, atomic=False).sets:
-        sm_wire[column.dynamo_name] = value
+    plan = plan_save(obj, condition=None, atomic=False)
+    sm_wire = {
+        **plan.key,
+        **{c.dynamo_name: w for c, w in zip(plan.set_columns, plan.set_wires, strict=True)},
+    }
 
     def sm_load() -> Any:
         target = new_instance(Account)
@@ -911,7 +919,10 @@ def main(argv: list[str] | None = None) -> int:
         obj = Account(**{k: v for k, v in values.items() if k != "version"})
         engine = Engine(endpoint_url="http://127.0.0.1:1")
         plan = plan_save(obj, condition=None, atomic=False)
-        wire = {**plan.key, **{c.dynamo_name: w for c, w in plan.sets}}
+        wire = {
+            **plan.key,
+            **{c.dynamo_name: w for c, w in zip(plan.set_columns, plan.set_wires, strict=True)},
+        }
         print("== profile: streamodel object -> save request ==")
         print(
             profile(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from streamodel import Column, new_base
 from streamodel._compiled import checker, compiled, dumper, loader, sizer
 from streamodel._diff import MAX_ITEM_BYTES, fill, fill_reference, load_new, plan_save
+from streamodel.actions import add
 from streamodel.exceptions import UndecodableItemError, ValidationError
 from streamodel.models import new_instance
 from streamodel.schema import check_values
@@ -359,8 +360,13 @@ def test_property_encode_equals_check_dump_and_size(data: Any) -> None:
     if expected[0] == "error":
         assert got is None
     else:
-        checked, wires, size = got
-        assert (canonical(checked["value"]), wires["value"]) == expected[1][:2]
+        checked, columns, wires, removes, size, acted = got
+        column = model.Meta.columns_by_name["value"]
+        wire = expected[1][1]
+        written = ([column], [wire], []) if wire is not None else ([], [], [column])
+        assert (columns, wires, removes) == written
+        assert canonical(checked["value"]) == expected[1][0]
+        assert acted == []
         assert size >= expected[1][2]  # numbers are counted by their text: a bound
 
 
@@ -374,11 +380,19 @@ def test_encode_of_every_type_equals_the_reference() -> None:
     columns = EverythingModel.Meta.columns_by_name  # type: ignore[attr-defined]
     wires = {n: columns[n].type.dynamo_dump(v) for n, v in checked.items()}
     size = wire_size({columns[n].dynamo_name: w for n, w in wires.items() if w is not None})
-    got_checked, got_wires, got_size = cm.encode(values, wanted)
+    got_checked, set_columns, set_wires, removes, got_size, acted = cm.encode(values, wanted)
+    got_wires = dict(zip([c.name for c in set_columns], set_wires, strict=True))
+    got_wires.update((c.name, None) for c in removes)
     assert got_checked == checked and got_wires == wires and got_size >= size
     assert list(got_checked) == [n for n, _ in cm.plain]  # in column order, like the diff
+    assert [c.name for c in set_columns] == [n for n in got_checked if wires[n] is not None]
+    assert acted == []
     assert cm.encode(values, {"c0"})[0] == {"c0": checked["c0"]}
     assert cm.encode({**values, "c1": "not a number"}, wanted) is None
+    # A column holding an update action is named, and left out of the rest.
+    got_checked, columns, _, removes, _, acted = cm.encode({**values, "c1": add(1)}, wanted)
+    assert acted == ["c1"] and "c1" not in got_checked
+    assert all(c.name != "c1" for c in columns + removes)
 
 
 def test_saves_at_the_size_limit_are_counted_exactly() -> None:
@@ -398,10 +412,27 @@ def test_saves_at_the_size_limit_are_counted_exactly() -> None:
     }
     room = MAX_ITEM_BYTES - wire_size(small)
     fits = Big(id="k", text="x" * room, numbers=numbers)
-    assert plan_save(fits, condition=None, atomic=False).sets  # exactly 400 KB: accepted
+    assert plan_save(fits, condition=None, atomic=False).set_wires  # exactly 400 KB: accepted
     over = Big(id="k", text="x" * (room + 1), numbers=numbers)
     with pytest.raises(ValidationError, match=f"Item is {MAX_ITEM_BYTES + 1} bytes"):
         plan_save(over, condition=None, atomic=False)
+
+
+def test_a_loaded_objects_unchanged_columns_count_toward_its_size() -> None:
+    """A save of a loaded object writes only what changed, yet the item it leaves holds the
+    unchanged columns too: they count toward the 400 KB, and removed ones do not."""
+
+    class Two(new_base()):  # type: ignore[misc]
+        id = Column(String, hash_key=True)
+        a = Column(String)
+        b = Column(String)
+
+    stored = load_new(Two, {"id": {"S": "k"}, "a": {"S": "x" * 300_000}})
+    stored.b = "y" * 150_000
+    with pytest.raises(ValidationError, match="Item is 450005 bytes"):
+        plan_save(stored, condition=None, atomic=False)
+    stored.a = None  # removed: the item keeps only the key and b
+    assert plan_save(stored, condition=None, atomic=False).removes == [Two.a]
 
 
 KEY_TYPES: list[Any] = [

@@ -586,31 +586,35 @@ def test_fake_transport_rejects_invalid_requests(transport: Any) -> None:
     assert transport.calls == []
 
 
-def test_plain_update_expressions_are_the_same_from_the_cache() -> None:
-    """render_plain keeps the text per column set; what it renders equals the direct path,
-    on a fresh renderer and on one that already holds placeholders."""
-    from streamodel._render import Renderer, _render_plain, render_plain
+def test_plain_updates_from_the_cache_equal_a_fresh_rendering() -> None:
+    """plain_update keeps the text and names per shape; what it gives equals rendering the
+    SETs and REMOVEs as updates and then the version condition on a fresh renderer."""
+    from streamodel._render import Renderer, plain_update, render_updates
+    from streamodel.actions import Update
+    from streamodel.conditions import version_is
 
-    class Col:
-        def __init__(self, name: str) -> None:
-            self.dynamo_name = name
-
-    a, b, c = Col("a"), Col("b.c"), Col("é")
-    shapes: list[tuple[list[tuple[Any, Any]], list[Any]]] = [
-        ([(a, {"S": "1"}), (b, {"N": "2"})], [c]),
-        ([(b, {"N": "3"}), (a, {"S": "4"})], []),
-        ([], [a, b]),
-        ([], []),
+    name, email, tags, version = User.name, User.email, User.tags, Doc.version
+    shapes: list[tuple[list[tuple[Any, Any]], list[Any], Any, Any]] = [
+        ([(name, {"S": "1"}), (email, {"S": "2"})], [tags], version, None),
+        ([(email, {"S": "3"}), (name, {"S": "4"})], [], version, {"N": "7"}),
+        ([(name, {"S": "5"})], [], None, None),
+        ([], [name, email], version, {"N": "1"}),
+        ([], [], None, None),
     ]
     for _ in range(2):  # the second round is served from the cache
-        for sets, removes in shapes:
-            for prefill in (False, True):
-                fast, slow = Renderer(), Renderer()
-                if prefill:
-                    fast.value({"S": "x"}), slow.value({"S": "x"})
-                    fast.name("a"), slow.name("a")
-                assert render_plain(fast, sets, removes) == _render_plain(slow, sets, removes)
-                assert fast.params() == slow.params()
+        for sets, removes, column, expected in shapes:
+            r = Renderer()
+            updates = [Update(c, "SET", "{v[0]}", (w,), computed=False) for c, w in sets]
+            updates += [Update(c, "REMOVE", computed=False) for c in removes]
+            want: dict[str, Any] = {}
+            expression = render_updates(r, updates)
+            if expression is not None:
+                want["UpdateExpression"] = expression
+            if column is not None:
+                want["ConditionExpression"] = r.condition(version_is(column, expected))
+            want.update(r.params())
+            columns, wires = [c for c, _ in sets], [w for _, w in sets]
+            assert plain_update(columns, wires, removes, column, expected) == want
 
 
 def test_unassigned_values_are_diffed_only_when_they_can_change_in_place(
