@@ -579,6 +579,36 @@ def test_save_signals_get_diff(engine: Any, transport: Any) -> None:
         assert kwargs["diff"] == {"name": ("Ann", None), "age": (3, 4)}
 
 
+def test_a_diff_first_read_after_the_save_is_against_what_was_stored(
+    engine: Any, transport: Any
+) -> None:
+    """The diff is built when a receiver first reads it; one read only by object_saved,
+    after the object took its new snapshot, still compares with what was stored before."""
+    diffs: list[dict[str, Any]] = []
+
+    def on_saved(sender: Any, **kwargs: Any) -> None:
+        diffs.append(kwargs["diff"])
+
+    signals.object_saved.connect(on_saved)
+    try:
+        user = stored_user(id="u1", name="Ann", tags={"a"})
+        assert user.tags is not None
+        user.tags.add("b")  # changed in place: compared with the stored set
+        user.name = "Bo"
+        engine.save(user)
+        doc = Doc(id="d1", body="x")
+        engine.save(doc)
+        doc.body = "y"
+        engine.save(doc)
+    finally:
+        signals.object_saved.disconnect(on_saved)
+    assert diffs == [
+        {"name": ("Ann", "Bo"), "tags": ({"a"}, {"a", "b"})},
+        {"body": (None, "x"), "version": (None, 1)},
+        {"body": ("x", "y"), "version": (1, 2)},
+    ]
+
+
 def test_fake_transport_rejects_invalid_requests(transport: Any) -> None:
     """The fake transport refuses a request botocore's model would reject (wrong name)."""
     with pytest.raises(AssertionError, match="invalid Scan request"):
