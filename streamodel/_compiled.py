@@ -524,10 +524,9 @@ class CompiledModel:
         ]
         self.plain_names = frozenset(name for name, _ in self.plain)
         self.fill_all, self.new_from = self._generate()
-        self._item_size = self._generate_size(self.columns)
+        self._item_size = self._generate_size()
         # What a save's item holds besides the columns it encodes: the key and the version.
         frame = [c for c in self.columns if c.name not in self.plain_names]
-        self._frame_size = self._generate_size(frame)
         # Their most bytes in an item DynamoDB accepts: a key value has at most 2048 bytes,
         # a number (the version) at most 21.
         self.frame_bound = sum(
@@ -569,20 +568,17 @@ class CompiledModel:
 
     def item_size(self, item: Mapping[str, Any]) -> int:
         """``types.wire_size(item)`` for an item of this model's columns."""
-        for generated in (self._frame_size, self._item_size):
-            try:
-                size = generated(item)
-            except Exception:  # an unexpected value: the reference decides (or raises)
-                break
-            if size is not None:
-                return int(size)
-        return t.wire_size(item)
+        try:
+            size = self._item_size(item)
+        except Exception:  # an unexpected value: the reference decides (or raises)
+            size = None
+        return t.wire_size(item) if size is None else int(size)
 
-    def _generate_size(self, columns: list[Any]) -> Fn:
-        """``item_size`` of an item of ``columns`` only (None for any other attribute)."""
+    def _generate_size(self) -> Fn:
+        """``item_size`` of an item of the model's columns (None for any other attribute)."""
         ns: dict[str, Any] = {"_str": str}
         lines = ["def item_size(item):", "    total = seen = 0", "    get = item.get"]
-        for column in columns:
+        for column in self.columns:
             dynamo_name = column.dynamo_name
             name_size = len(dynamo_name.encode("utf-8"))
             typ = column.type

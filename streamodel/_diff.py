@@ -175,7 +175,7 @@ def plan_save(
         check_condition(obj, condition)
     cm = compiled(model)
     values = obj._sm_values
-    key = cm.key(values) or _key_of_reference(obj)  # key_of(obj)
+    key = cm.key(values) or _key_of_reference(obj)  # key_of, with cm at hand
     snapshot = obj._sm_snapshot if is_stored(obj) else None
     touched = obj._sm_touched
     version = meta.version
@@ -251,7 +251,7 @@ def plan_save(
         other_changes[version.name] = (values.get(version.name), None)
     if updates:
         _check_overlaps(plan)
-    _check_size(key, snapshot, plan, bound + cm.frame_bound)
+    _check_size(plan, bound + cm.frame_bound)
     if condition is None and not atomic:
         plan.condition = plan.version_condition
     else:
@@ -298,17 +298,16 @@ def _bind_actions(obj: BaseModel, actions: Mapping[Path, Any] | None) -> list[Up
     return updates
 
 
-def _check_size(
-    key: dict[str, Wire], snapshot: dict[str, Wire | None] | None, plan: SavePlan, bound: int
-) -> None:
+def _check_size(plan: SavePlan, bound: int) -> None:
     """Refuse an item larger than DynamoDB's limit, saying how large. A new object's item is
     known to be at most ``bound`` bytes; anything else is counted exactly."""
+    snapshot = plan.snapshot
     if snapshot is None and bound <= MAX_ITEM_BYTES:
         return
     item: dict[str, Wire] = {}
     if snapshot is not None:  # what stays as stored: unchanged columns, those under actions
         item.update((name, wire) for name, wire in snapshot.items() if wire is not None)
-    item.update(key)
+    item.update(plan.key)
     item.update(zip([c.dynamo_name for c in plan.set_columns], plan.set_wires, strict=True))
     for column in plan.removes:
         item.pop(column.dynamo_name, None)
