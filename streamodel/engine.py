@@ -257,7 +257,8 @@ class Engine:
         model = type(obj)
         if not force and plan.writes_nothing and plan.condition is None and is_stored(obj):
             return  # known to be stored as it is: no write needed
-        signals.before_save.send(model, engine=self, obj=obj, diff=plan.diff)
+        if signals.before_save.receivers:  # the diff is built only for receivers
+            signals.before_save.send(model, engine=self, obj=obj, diff=plan.diff)
         request = self.update_request(plan)
         if plan.returns is not None:
             request["ReturnValues"] = plan.returns
@@ -266,7 +267,8 @@ class Engine:
         except ConditionFailedError as error:
             raise self._condition_error(obj, plan.version_condition is not None, error) from None
         mark_saved(plan, response.get("Attributes") if plan.returns else None)
-        signals.object_saved.send(model, engine=self, obj=obj, diff=plan.diff)
+        if signals.object_saved.receivers:
+            signals.object_saved.send(model, engine=self, obj=obj, diff=plan.diff)
 
     def update_request(self, plan: SavePlan) -> dict[str, Any]:
         """The ``UpdateItem`` parameters for a save plan (without ``ReturnValues``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamodel import signals
@@ -394,6 +394,7 @@ class Results(Iterator[Any]):
         self._items = self._objects(pages)
         self._resumable = resumable
         self._position: dict[str, Wire] | None = search._start
+        self._last_item: Mapping[str, Wire] | None = None  # the position, when set
         self._done = False
 
     def __iter__(self) -> Results:
@@ -408,6 +409,10 @@ class Results(Iterator[Any]):
             raise InvalidConditionError("a parallel scan has no single position to resume")
         if self._done:
             return None
+        if self._last_item is not None:  # read off the last item only when asked for
+            item, key_names = self._last_item, [c.dynamo_name for c in self.search._key_columns()]
+            self._position = {n: item[n] for n in key_names if n in item}
+            self._last_item = None
         return encode_token(self._position)
 
     def _objects(self, pages: Iterator[dict[str, Any]]) -> Iterator[Any]:
@@ -419,7 +424,7 @@ class Results(Iterator[Any]):
         )
         # Whole items go through the model's compiled load.
         columns: list[Column] | None = None if whole else projected
-        key_names = [c.dynamo_name for c in search._key_columns()]
+        loaded = signals.object_loaded
         remaining = search._limit
         if remaining is not None and remaining <= 0:
             self._done = True
@@ -437,10 +442,11 @@ class Results(Iterator[Any]):
                 # it resumes after it. After a page's last item, DynamoDB's own key is
                 # further along (it skips what a filter dropped).
                 if i == len(items) - 1:
-                    self._position, self._done = last, not last
+                    self._position, self._done, self._last_item = last, not last, None
                 else:
-                    self._position = {n: item[n] for n in key_names if n in item}
-                signals.object_loaded.send(search.model, engine=search.engine, obj=obj)
+                    self._last_item = item
+                if loaded.receivers:  # no receivers: no call, no keyword arguments
+                    loaded.send(search.model, engine=search.engine, obj=obj)
                 if remaining is not None:
                     remaining -= 1
                     if remaining == 0:
@@ -448,7 +454,7 @@ class Results(Iterator[Any]):
                         return
                 yield obj
             if not items:
-                self._position, self._done = last, not last
+                self._position, self._done, self._last_item = last, not last, None
         self._done = True
 
 

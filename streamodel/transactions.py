@@ -148,7 +148,8 @@ class WriteTransaction(_Transaction):
             return
         for kind, obj, plan in self._entries:
             if kind == "save" and plan is not None:
-                signals.before_save.send(type(obj), engine=self.engine, obj=obj, diff=plan.diff)
+                if signals.before_save.receivers:  # the diff is built only for receivers
+                    signals.before_save.send(type(obj), engine=self.engine, obj=obj, diff=plan.diff)
             elif kind == "delete":
                 signals.before_delete.send(type(obj), engine=self.engine, obj=obj)
         request = {"TransactItems": self._items, "ClientRequestToken": uuid.uuid4().hex}
@@ -159,7 +160,10 @@ class WriteTransaction(_Transaction):
         for kind, obj, plan in self._entries:
             if kind == "save" and plan is not None:
                 mark_saved(plan)
-                signals.object_saved.send(type(obj), engine=self.engine, obj=obj, diff=plan.diff)
+                if signals.object_saved.receivers:
+                    signals.object_saved.send(
+                        type(obj), engine=self.engine, obj=obj, diff=plan.diff
+                    )
             elif kind == "delete":
                 mark_deleted(obj)
                 signals.object_deleted.send(type(obj), engine=self.engine, obj=obj)
