@@ -301,7 +301,7 @@ def chunks(seq: list[Any], size: int) -> Iterator[list[Any]]:
 # -- the runs -------------------------------------------------------------------------------
 
 CLIENTS = ("raw boto3", "PynamoDB", "streamodel botocore", "streamodel lean")
-SCANS = 3  # each client scans (and queries) its N items this many times
+SCANS = 3  # each client batch-gets, scans and queries its N items this many times
 
 
 def written_item(plan: Any) -> dict[str, Any]:
@@ -444,7 +444,7 @@ def raw_steps(client: Any, table: str, n: int, tenant: str) -> Iterator[Step]:
             request = response.get("UnprocessedKeys") or {}
         return got
 
-    yield "batch get", [(lambda c=c: batch(c)) for c in chunks(keys, 100)], 100
+    yield "batch get", [(lambda c=c: batch(c)) for c in chunks(keys, 100)] * SCANS, 100
 
     def paginate(operation: str, **params: Any) -> int:
         got: list[Plain] = []
@@ -501,7 +501,8 @@ def pynamodb_steps(model: Any, n: int, tenant: str) -> Iterator[Step]:
     yield "save", [(lambda o=o: o.save()) for o in objs], 1
     yield "get", [(lambda o=o: model.get(o.tenant, o.id)) for o in objs], 1
     keys = [(o.tenant, o.id) for o in objs]
-    yield "batch get", [(lambda c=c: list(model.batch_get(c))) for c in chunks(keys, 100)], 100
+    batches = [(lambda c=c: list(model.batch_get(c))) for c in chunks(keys, 100)]
+    yield "batch get", batches * SCANS, 100
     yield "scan", [lambda: len(list(model.scan()))] * SCANS, None
     yield "query", [lambda: len(list(model.query(tenant)))] * SCANS, None
     yield (
@@ -529,7 +530,8 @@ def streamodel_steps(engine: Engine, n: int, tenant: str) -> Iterator[Step]:
     fresh = [Account(tenant=o.tenant, id=o.id) for o in objs]
     yield "get", [(lambda o=o: engine.load(o)) for o in fresh], 1
     batch_objs = [Account(tenant=o.tenant, id=o.id) for o in objs]
-    yield "batch get", [(lambda c=c: engine.load(*c)) for c in chunks(batch_objs, 100)], 100
+    batches = [(lambda c=c: engine.load(*c)) for c in chunks(batch_objs, 100)]
+    yield "batch get", batches * SCANS, 100
     yield "scan", [lambda: len(engine.scan(Account).all())] * SCANS, None
     query = engine.query(Account).key(Account.tenant == tenant)
     yield "query", [lambda: len(query.all())] * SCANS, None
@@ -885,7 +887,8 @@ def report(
         "What each row sends: save = raw `PutItem` with a version condition, PynamoDB "
         "`save()`, streamodel `engine.save` (one conditional `UpdateItem`); get = raw "
         "`GetItem`, PynamoDB `get`, streamodel `engine.load(obj)` (a `GetItem`); "
-        "batch get = 100 keys per call; scan and query read the N items (ops = items); "
+        "batch get = 100 keys per call; batch gets, scans and queries read the N items "
+        "three times (ops = items); "
         "update 1 column = raw unconditional `UpdateItem`, PynamoDB `update(actions=...)` "
         "(adds its version check), streamodel: change one column and "
         "`save(version_check=False)` (unconditional too: one SET, and the version advanced "
