@@ -435,22 +435,26 @@ class Engine:
         """
         wanted: dict[tuple[str, Any], list[BaseModel]] = {}
         by_table: dict[str, list[dict[str, Wire]]] = {}
+        key_names: dict[str, list[str]] = {}  # per table, its key attributes
         for obj in objs:
             obj = _model_object(obj)
-            table = self.table_name(type(obj))
+            model = type(obj)
+            table = self.table_name(model)
             key = key_of(obj)
             ident = (table, _key_ident(key))
             if ident not in wanted:
                 by_table.setdefault(table, []).append(key)
             wanted.setdefault(ident, []).append(obj)
+            if table not in key_names:
+                key_names[table] = [c.dynamo_name for c in meta_of(model).keys]
         found: set[tuple[str, Any]] = set()
+        loaded = signals.object_loaded
         for table, item in self._fetch(by_table, consistent):
-            meta = meta_of(wanted_model(wanted, table))
-            key = {c.dynamo_name: item[c.dynamo_name] for c in meta.keys}
-            ident = (table, _key_ident(key))
+            ident = (table, _key_ident({name: item[name] for name in key_names[table]}))
             for obj in wanted.get(ident, []):
                 fill(obj, item)
-                signals.object_loaded.send(type(obj), engine=self, obj=obj)
+                if loaded.receivers:  # no receivers: no call, no keyword arguments
+                    loaded.send(type(obj), engine=self, obj=obj)
             found.add(ident)
         missing = [obj for ident, group in wanted.items() if ident not in found for obj in group]
         if missing:
@@ -559,13 +563,6 @@ def _key_ident(key: dict[str, Wire]) -> Any:
         return tuple([(name, *wire.items()) for name, wire in key.items()])
     except TypeError:  # an unexpected shape: compare its text
         return repr([(name, sorted(wire.items())) for name, wire in key.items()])
-
-
-def wanted_model(wanted: dict[tuple[str, Any], list[BaseModel]], table: str) -> type[BaseModel]:
-    for (t, _), objs in wanted.items():
-        if t == table:
-            return type(objs[0])
-    raise KeyError(table)
 
 
 def _subclasses(root: type[BaseModel]) -> Iterable[type[BaseModel]]:
