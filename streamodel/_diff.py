@@ -31,7 +31,7 @@ from streamodel.conditions import (
 from streamodel.exceptions import InvalidConditionError, UndecodableItemError, ValidationError
 from streamodel.models import BaseModel, new_instance
 from streamodel.schema import check_values
-from streamodel.types import Wire
+from streamodel.types import Wire, same_wire
 
 MAX_ITEM_BYTES = 400 * 1024
 # Values that cannot change in place (None included): an unassigned one needs no new diff.
@@ -216,7 +216,11 @@ def plan_save(
         _check_index_keys(meta, checked)
 
     if snapshot is not None:  # write only what differs (absent and known absent are alike)
-        changed = [i for i, c in enumerate(columns) if wires[i] != snapshot.get(c.dynamo_name)]
+        changed = [
+            i
+            for i, (c, wire) in enumerate(zip(columns, wires, strict=True))
+            if wire != (old := snapshot.get(c.dynamo_name)) and not same_wire(wire, old)
+        ]
         columns, wires = [columns[i] for i in changed], [wires[i] for i in changed]
         removes = [c for c in removes if snapshot.get(c.dynamo_name, False) is not None]
     plan = SavePlan(obj, key, columns, wires, removes, updates, checked, snapshot)

@@ -758,6 +758,36 @@ def wire_size(item: Mapping[str, Wire]) -> int:
     return sum(len(name.encode("utf-8")) + _attribute_size(v) for name, v in item.items())
 
 
+def same_wire(a: Wire | None, b: Wire | None) -> bool:
+    """Whether two wire values hold the same value as DynamoDB sees it: sets in any order
+    (DynamoDB returns their members in no particular order) and numbers in any spelling
+    (``"1.50"`` is ``"1.5"``), through lists and maps."""
+    if a == b:
+        return True
+    if a is None or b is None or len(a) != 1 or len(b) != 1:
+        return False
+    ((tag, x),) = a.items()
+    ((other, y),) = b.items()
+    if tag != other:
+        return False
+    try:
+        if tag in ("SS", "BS"):
+            return len(x) == len(y) and set(x) == set(y)
+        if tag == "N":
+            return bool(decimal.Decimal(x) == decimal.Decimal(y))
+        if tag == "NS":
+            return len(x) == len(y) and {decimal.Decimal(n) for n in x} == {
+                decimal.Decimal(n) for n in y
+            }
+        if tag == "L":
+            return len(x) == len(y) and all(map(same_wire, x, y))
+        if tag == "M":
+            return x.keys() == y.keys() and all(same_wire(x[k], y[k]) for k in x)
+    except (TypeError, ArithmeticError, AttributeError):  # not a well-formed wire value
+        return False
+    return False
+
+
 class SampleColor(enum.Enum):
     """An enum for the samples in :data:`ALL_TYPES`."""
 

@@ -609,6 +609,74 @@ def test_a_diff_first_read_after_the_save_is_against_what_was_stored(
     ]
 
 
+def test_sets_in_another_order_and_numbers_in_another_spelling_are_unchanged(
+    engine: Any, transport: Any
+) -> None:
+    """DynamoDB returns set members in no particular order and may spell a number another
+    way: a loaded object whose set, list or map holds the same values writes none of them
+    again, and its diff does not name them."""
+    from streamodel._diff import fill
+    from streamodel.models import new_instance
+    from streamodel.types import List, Map, Number
+
+    class Bag(Base):  # type: ignore[misc, valid-type]
+        id = Column(String, hash_key=True)
+        tags = Column(Set(String))
+        scores = Column(List(Number()))
+        doc = Column(Map(n=Number(), s=Set(Integer)))
+        note = Column(String)
+
+    bag = new_instance(Bag)
+    fill(
+        bag,
+        {
+            "id": {"S": "b"},
+            "tags": {"SS": ["z", "a", "m"]},
+            "scores": {"L": [{"N": "1.50"}, {"N": "2"}]},
+            "doc": {"M": {"n": {"N": "3.0"}, "s": {"NS": ["20", "3"]}}},
+            "note": {"S": "old"},
+        },
+    )
+    diffs: list[dict[str, Any]] = []
+
+    def on_save(sender: Any, **kwargs: Any) -> None:
+        diffs.append(kwargs["diff"])
+
+    signals.before_save.connect(on_save, sender=Bag)
+    try:
+        bag.note = "new"
+        engine.save(bag)
+    finally:
+        signals.before_save.disconnect(on_save, sender=Bag)
+    assert transport.only("UpdateItem")["UpdateExpression"] == "SET #n0=:v0"
+    assert diffs == [{"note": ("old", "new")}]
+    assert bag.tags is not None
+    bag.tags.add("b")  # a real change is still written
+    engine.save(bag)
+    assert transport.calls[-1][2]["ExpressionAttributeValues"][":v0"] == {
+        "SS": ["a", "b", "m", "z"]
+    }
+
+
+def test_same_wire_compares_what_dynamodb_compares() -> None:
+    from streamodel.types import same_wire
+
+    assert same_wire({"SS": ["a", "b"]}, {"SS": ["b", "a"]})
+    assert same_wire({"NS": ["1.0", "2"]}, {"NS": ["2", "1"]})
+    assert same_wire({"BS": [b"x", b"y"]}, {"BS": [b"y", b"x"]})
+    assert same_wire({"N": "-0.50"}, {"N": "-0.5"})
+    assert same_wire({"L": [{"SS": ["a", "b"]}]}, {"L": [{"SS": ["b", "a"]}]})
+    assert same_wire({"M": {"k": {"N": "10"}}}, {"M": {"k": {"N": "1E+1"}}})
+    assert same_wire(None, None)
+    assert not same_wire({"SS": ["a", "b"]}, {"SS": ["a", "c"]})
+    assert not same_wire({"SS": ["a"]}, {"SS": ["a", "a"]})
+    assert not same_wire({"N": "1"}, {"S": "1"})
+    assert not same_wire({"L": [{"N": "1"}, {"N": "2"}]}, {"L": [{"N": "2"}, {"N": "1"}]})
+    assert not same_wire({"M": {"k": {"N": "1"}}}, {"M": {"j": {"N": "1"}}})
+    assert not same_wire({"N": "x"}, {"N": "y"})  # not numbers: not the same
+    assert not same_wire({"S": "a"}, None)
+
+
 def test_fake_transport_rejects_invalid_requests(transport: Any) -> None:
     """The fake transport refuses a request botocore's model would reject (wrong name)."""
     with pytest.raises(AssertionError, match="invalid Scan request"):
