@@ -103,7 +103,8 @@ class SavePlan:
     # ``diff`` entries of the columns under updates and of the version.
     other_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     new_version: int | None = None
-    # The version the stored item must hold (None: no version stored) when checked.
+    # The version column when checked, and what the stored item must hold (None: none).
+    version: Any = None
     expected_version: Wire | None = None
     version_condition: Condition | None = None
     condition: Condition | None = None
@@ -187,9 +188,9 @@ def plan_save(
     # Columns holding an action are not diffed (encode names them); changes beside actions
     # given per path are, so that an overlap between the two is refused rather than one
     # silently dropped.
-    wanted: set[str] | frozenset[str]
+    wanted: set[str]
     if snapshot is None:
-        wanted = cm.plain_names & touched  # neither key nor version
+        wanted = touched  # encode looks at plain columns only: neither key nor version
     else:
         wanted = {
             name
@@ -238,6 +239,7 @@ def plan_save(
             if found is None:
                 found = check_values(model, {version.name: current})
             current = found[version.name]
+        plan.version = version
         plan.new_version = (current or 0) + 1
         wire = cm.dump[version.name](plan.new_version)
         assert wire is not None

@@ -276,7 +276,7 @@ class Engine:
         request: dict[str, Any] = {"TableName": self.table_name(model), "Key": plan.key}
         if not plan.updates and plan.condition is plan.version_condition:
             # The usual save: whole columns, under the version check if any.
-            version = None if plan.condition is None else meta_of(model).version
+            version = None if plan.condition is None else plan.version
             request.update(
                 plain_update(
                     plan.set_columns, plan.set_wires, plan.removes, version, plan.expected_version
