@@ -479,7 +479,7 @@ def _container_encoder(typ: Any) -> Fn | None:
             body += [
                 f"        {keyword} k == {key!r}:",
                 "            if x is None:",
-                "                pass",
+                "                continue  # kept in the checked map, not written",
                 f"            elif {test}:",
                 f"                out[k] = {wire}",
                 f"                s += {len(key.encode('utf-8')) + 1} + {size}",
@@ -514,7 +514,6 @@ class CompiledModel:
         self.keys = [
             (c.name, c.dynamo_name, self.check[c.name], self.dump[c.name]) for c in meta.keys
         ]
-        self.dynamo_names = {c.name: c.dynamo_name for c in self.columns}
         self.columns_by_name = {c.name: (c, c.dynamo_name) for c in self.columns}
         # (name, dynamo name) of the columns a save diffs: neither key nor version.
         self.plain = [
