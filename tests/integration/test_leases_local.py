@@ -27,6 +27,7 @@ from streamodel.testing_http import FakeStreamsServer
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
 import lease_app  # noqa: E402
+from written import complete_lines  # noqa: E402
 
 FAILOVER = 3.0
 
@@ -42,10 +43,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def handled(out: Path) -> list[tuple[str, str, str, int]]:
-    if not out.exists():
-        return []
     rows = []
-    for line in out.read_text().splitlines():
+    for line in complete_lines(out):
         owner, shard, sequence, at = line.split()
         rows.append((owner, shard, sequence, int(at)))
     return rows

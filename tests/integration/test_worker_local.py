@@ -22,6 +22,7 @@ from streamodel.stream import Change, DeadLetterInfo, Worker
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
 import worker_app  # noqa: E402  (the subprocess app's models, shared with these tests)
+from written import complete_lines  # noqa: E402
 
 Base = new_base()
 
@@ -201,10 +202,6 @@ def _start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def _all_sequence_numbers(engine: Engine) -> set[str]:
     stream = engine.stream(worker_app.Counter, "trim_horizon")
     found: set[str] = set()
@@ -230,16 +227,18 @@ def test_sigterm_checkpoints_and_exits_cleanly(
         engine.save(worker_app.Counter(id=i, value=1))
     process = _start_worker(env)
     try:
-        wait_for(lambda: {line.split()[2] for line in _lines(out)} >= set(ids), what="handled")
+        wait_for(
+            lambda: {line.split()[2] for line in complete_lines(out)} >= set(ids), what="handled"
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err.decode()
-    handled = len(_lines(out))
+    handled = len(complete_lines(out))
     rerun = _start_worker(env, "--until-caught-up")
     _, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err.decode()
-    assert len(_lines(out)) == handled
+    assert len(complete_lines(out)) == handled
 
 
 def test_sigkill_at_random_points_loses_nothing(
@@ -254,14 +253,14 @@ def test_sigkill_at_random_points_loses_nothing(
         engine.save(worker_app.Counter(id=f"k{n % 30}-{uuid.uuid4().hex[:6]}", value=n))
 
     def progressed(process: subprocess.Popen[bytes], target: int) -> bool:
-        lines = _lines(out)
+        lines = complete_lines(out)
         # A fast worker may deliver everything before the last kill: then no more comes.
         everything = len({line.split()[0] for line in lines}) >= changes
         return len(lines) >= target or everything or process.poll() is not None
 
     for _ in range(4):
         process = _start_worker(env)
-        target = len(_lines(out)) + rng.randint(5, 60)
+        target = len(complete_lines(out)) + rng.randint(5, 60)
         try:
             wait_for(
                 lambda p=process, t=target: progressed(p, t),  # type: ignore[misc]
@@ -273,7 +272,7 @@ def test_sigkill_at_random_points_loses_nothing(
     final = _start_worker(env, "--until-caught-up")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
-    delivered = [line.split()[0] for line in _lines(out)]
+    delivered = [line.split()[0] for line in complete_lines(out)]
     expected = _all_sequence_numbers(engine)
     assert expected <= set(delivered), f"missing {len(expected - set(delivered))} change(s)"
     duplicates = len(delivered) - len(set(delivered))
