@@ -7,8 +7,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import tenacity
-
 from streamodel import signals
 from streamodel._diff import (
     SavePlan,
@@ -64,8 +62,8 @@ class Engine:
     ``dynamodbstreams`` take ready boto3 clients; ``transport`` is ``"botocore"`` (boto3
     clients), ``"lean"`` (:class:`~streamodel.transport.LeanTransport`: signed JSON without
     botocore's generic parser, same results) or any :class:`~streamodel.transport.Transport`;
-    it defaults to ``$STREAMODEL_TRANSPORT``, else ``"lean"`` (``"botocore"`` when boto3 clients
-    are given) and is wrapped with ``retry``.
+    it defaults to ``"botocore"`` when boto3 clients are given, else to ``$STREAMODEL_TRANSPORT``
+    or ``"lean"``, and is wrapped with ``retry``.
     ``table_name_template`` is a format string with ``{table_name}``, or a callable taking
     the model and returning the name, so that one code base can serve several stages.
     """
@@ -83,11 +81,16 @@ class Engine:
         if isinstance(table_name_template, str) and "{table_name}" not in table_name_template:
             raise ValueError("Engine(table_name_template=...) must contain '{table_name}'")
         # Lean by default; given boto3 clients are used as they are (their event hooks and
-        # botocore's Stubber keep working), so they select the botocore transport.
-        default = "botocore" if dynamodb is not None or dynamodbstreams is not None else "lean"
-        chosen = (
-            os.environ.get("STREAMODEL_TRANSPORT") or default if transport is None else transport
-        )
+        # botocore's Stubber keep working), so they select the botocore transport, and the
+        # environment's choice never overrides clients the program passed in.
+        given = dynamodb is not None or dynamodbstreams is not None
+        chosen: Transport | str
+        if transport is not None:
+            chosen = transport
+        elif given:
+            chosen = "botocore"
+        else:
+            chosen = os.environ.get("STREAMODEL_TRANSPORT") or "lean"
         inner: Transport
         if chosen == "botocore":
             inner = BotocoreTransport(dynamodb, dynamodbstreams, endpoint_url=endpoint_url)
@@ -96,9 +99,8 @@ class Engine:
                 dynamodb=dynamodb, dynamodbstreams=dynamodbstreams, endpoint_url=endpoint_url
             )
         elif isinstance(chosen, str):
-            raise ValueError(
-                f"Engine(transport=...) is 'botocore', 'lean' or a Transport, got {chosen!r}"
-            )
+            source = "Engine(transport=...)" if transport is not None else "STREAMODEL_TRANSPORT"
+            raise ValueError(f"{source} is 'botocore', 'lean' or a Transport, got {chosen!r}")
         else:
             inner = chosen
         self.transport: Transport = RetryingTransport(inner, retry)
@@ -107,6 +109,23 @@ class Engine:
         self._tables: dict[type[BaseModel], dict[str, Any]] = {}
         # Names from a str template (fixed per template and model), computed once.
         self._names: dict[tuple[str, type[BaseModel]], str] = {}
+
+    def close(self) -> None:
+        """Close the connections the transport keeps (clients passed in stay open). The engine
+        stays usable: connections reopen on demand."""
+        transport: Any = self.transport
+        while transport is not None:
+            close = getattr(transport, "close", None)
+            if callable(close):
+                close()
+                return
+            transport = getattr(transport, "inner", None)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # -- tables -----------------------------------------------------------------------
     def table_name(self, model: type[BaseModel]) -> str:
@@ -380,6 +399,8 @@ class Engine:
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"update(retries=...) must be an int >= 0, got {retries!r}")
         versioned = meta_of(target).version is not None
+        import tenacity  # here: only updates and batch reads need it, not a cold start
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(StaleVersionError),
             stop=tenacity.stop_after_attempt(retries + 1),
@@ -485,6 +506,8 @@ class Engine:
 
     def _batch_get_chunk(self, request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Wire]]]:
         """One BatchGetItem, with ``UnprocessedKeys`` retried with backoff and a bound."""
+        import tenacity
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Unprocessed),
             stop=tenacity.stop_after_attempt(10),

@@ -5,7 +5,9 @@ small answers costs about as much client CPU as the rest of the exchange. Dynamo
 status line, a few headers and a body framed by ``Content-Length``; this reads exactly that
 (and chunked or close-delimited bodies, so any HTTP/1.1 server works), straight from the
 socket. Anything malformed or cut short raises ``ConnectionError``: the answer is lost, which
-the caller treats like a reset (its retry policy decides), and the socket must be dropped.
+the caller treats like a reset (its retry policy decides), and the socket must be dropped. So
+does a body larger than :data:`MAX_BODY`, however it is framed: no answer makes the client
+hold more memory than that.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import socket
 from typing import Any, NamedTuple
 
-__all__ = ["Headers", "Response", "read_response"]
+__all__ = ["MAX_BODY", "Headers", "Response", "read_response"]
 
 # One recv takes a whole small answer; bigger bodies are read in pieces up to this size.
 _RECV_SIZE = 65536
 _MAX_HEAD = 65536  # status line and headers together (http.client allows this per line)
-_MAX_PREALLOCATED = 64 << 20  # DynamoDB's answers stay under 16 MB
+MAX_BODY = 64 << 20
+"""The largest body read: DynamoDB's biggest answers (BatchGetItem, 16 MB of items) stay well
+below it even as JSON."""
 _MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
 # Statuses that never have a body (RFC 9112 6.3); HEAD is never sent here.
 _NO_BODY = frozenset({204, 304})
@@ -176,11 +180,8 @@ def _read_length(reader: _Reader, length: int) -> bytes:
             buffer.clear()
             return body
         return reader.take(length)
-    if length > _MAX_PREALLOCATED:
-        # Larger than any DynamoDB answer: read as it comes rather than trust the number.
-        while len(buffer) < length:
-            reader.fill(_RECV_SIZE, f"the end of the body ({len(buffer)} of {length} bytes)")
-        return reader.take(length)
+    if length > MAX_BODY:
+        raise ConnectionError(f"response body of {length} bytes is over the {MAX_BODY} limit")
     # Straight into a buffer of the final size: big bodies are not copied piece by piece.
     whole = bytearray(length)
     whole[:have] = buffer
@@ -199,6 +200,7 @@ def _read_length(reader: _Reader, length: int) -> bytes:
 
 def _read_chunked(reader: _Reader) -> bytes:
     parts: list[bytes] = []
+    total = 0
     while True:
         line = reader.line(_MAX_CHUNK_LINE, "the next chunk size")
         size_text = line.split(b";", 1)[0].strip()
@@ -210,6 +212,9 @@ def _read_chunked(reader: _Reader) -> bytes:
             raise ConnectionError(f"malformed response: bad chunk size {line[:100]!r}") from None
         if size == 0:
             break
+        total += size
+        if total > MAX_BODY:
+            raise ConnectionError(f"chunked response body is over the {MAX_BODY} bytes limit")
         parts.append(_read_length(reader, size))
         if reader.line(2, "the end of a chunk") != b"":
             raise ConnectionError("malformed response: a chunk longer than its size")
@@ -226,6 +231,8 @@ def _read_to_close(reader: _Reader) -> bytes:
     buffer = reader.buffer
     while data := reader.recv(_RECV_SIZE):
         buffer += data
+        if len(buffer) > MAX_BODY:
+            raise ConnectionError(f"response body is over the {MAX_BODY} bytes limit")
     body = bytes(buffer)
     buffer.clear()
     return body

@@ -6,7 +6,8 @@ does well (its credential chain, refreshed credentials, region and endpoint reso
 SigV4 signer, fed a light request by :mod:`~streamodel.transport.signing`) and skips what is
 generic and slow on the data path: the shape-walking serializer and parser, the event system,
 ``AWSRequest``, and ``http.client``'s header parsing (answers are read on kept-alive sockets
-by :mod:`~streamodel.transport.http1`; behind a proxy, urllib3 carries them). Requests are
+of :mod:`~streamodel.transport.pool` by :mod:`~streamodel.transport.http1`; behind a proxy,
+botocore's own HTTP session carries them). Requests are
 ``json`` dumps of the wire dicts (``bytes`` become base64 text); responses are ``json`` loads
 with binary attribute values and timestamps converted back exactly where DynamoDB puts them, so
 a response is identical to what :class:`~streamodel.transport.BotocoreTransport` returns.
@@ -27,45 +28,39 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
-import os
-import select
-import socket
-import ssl
+import logging
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, Protocol
 
-import boto3
 import botocore
-import botocore.credentials
+import botocore.awsrequest
 import botocore.exceptions
-import botocore.httpsession
-import urllib3
 from botocore.utils import parse_timestamp
 
-from streamodel.exceptions import ServerError
+from streamodel.exceptions import ServerError, TransportError
 from streamodel.transport.base import Service, Transport
-from streamodel.transport.botocore import BotocoreTransport, client_config, default_client
-from streamodel.transport.errors import error_from_response
-from streamodel.transport.http1 import read_response
+from streamodel.transport.botocore import BotocoreTransport
+from streamodel.transport.errors import connection_error, error_from_response, proxy_refused
+from streamodel.transport.http1 import MAX_BODY
+from streamodel.transport.internals import ClientFacts, InternalsChanged, client_facts, intercepted
 from streamodel.transport.json_shape import restore_item, to_json_shape
-from streamodel.transport.signing import Signer, host_of
+from streamodel.transport.pool import ConnectionPool
+from streamodel.transport.signing import Signer
 
 __all__ = [
     "LEAN_OPERATIONS",
-    "HTTPClientSender",
     "HTTPSender",
     "LeanTransport",
     "ObservedTransport",
     "OnRequest",
-    "Urllib3Sender",
 ]
+
+_log = logging.getLogger("streamodel.transport")
 
 OnRequest = Callable[[str, "str | None", float, Any], None]
 """``on_request(operation, table, duration_seconds, consumed_capacity)``, called after every
@@ -106,8 +101,8 @@ _SIGNING_NAME = "dynamodb"  # botocore's signing name for both services
 class HTTPSender(Protocol):
     """Sends one POST and returns ``(status, headers, body)``.
 
-    ``headers`` of the answer must answer ``.get()`` with lower-case names (urllib3's are
-    case-insensitive). Network failures raise ``OSError`` or ``urllib3`` errors.
+    ``headers`` of the answer must answer ``.get()`` with lower-case names. Network failures
+    raise ``OSError`` or botocore's connection errors.
     """
 
     def __call__(
@@ -115,205 +110,69 @@ class HTTPSender(Protocol):
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
-class Urllib3Sender:
-    """POSTs over urllib3 keep-alive pools, one per endpoint, with no retries of its own.
+class BotocoreHTTPSender:
+    """Sends through a botocore client's own HTTP session (urllib3), so an endpoint behind a
+    proxy is reached exactly as botocore reaches it: proxies from the environment or
+    ``Config(proxies=...)``, proxy credentials, ``proxies_config``, in botocore's bounded pool."""
 
-    Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``, ...) and certificates
-    from ``ca_bundle``, ``AWS_CA_BUNDLE`` or botocore's default bundle (a ``ca_bundle`` set
-    in an AWS config profile is not read here: pass it explicitly).
-    """
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 60.0,
-        read_timeout: float = 60.0,
-        max_connections: int = 10,
-        ca_bundle: str | None = None,
-    ) -> None:
-        self._pool_options: dict[str, Any] = {
-            "maxsize": max_connections,
-            "retries": False,
-            "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            "ca_certs": ca_bundle
-            or os.environ.get("AWS_CA_BUNDLE")
-            or botocore.httpsession.get_cert_path(True),
-        }
-        self._managers: dict[str | None, urllib3.PoolManager] = {}
-        self._pools: dict[str, tuple[urllib3.connectionpool.HTTPConnectionPool, str]] = {}
-
-    def _pool(self, url: str) -> tuple[urllib3.connectionpool.HTTPConnectionPool, str]:
-        known = self._pools.get(url)
-        if known is not None:
-            return known
-        parts = urlsplit(url)
-        proxy = None
-        if not urllib.request.proxy_bypass(parts.hostname or ""):
-            proxy = urllib.request.getproxies().get(parts.scheme)
-        manager = self._managers.get(proxy)
-        if manager is None:
-            manager = (
-                urllib3.ProxyManager(proxy, **self._pool_options)
-                if proxy
-                else urllib3.PoolManager(**self._pool_options)
-            )
-            self._managers[proxy] = manager
-        # Through a plain-HTTP proxy the request line carries the whole URL.
-        target = url if proxy and parts.scheme == "http" else (parts.path or "/")
-        known = self._pools[url] = (manager.connection_from_url(url), target)
-        return known
+    def __init__(self, session: Any) -> None:
+        self.session = session
 
     def __call__(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
-        pool, target = self._pool(url)
-        response = pool.urlopen(
+        # HeadersDict, as AWSRequest.prepare() makes (the stubs say HTTPHeaders): urllib3 copies
+        # the headers of a request forwarded through a plain-HTTP proxy.
+        headers_dict = botocore.awsrequest.HeadersDict(headers)
+        request = botocore.awsrequest.AWSPreparedRequest(
             "POST",
-            target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            preload_content=True,
+            url,
+            headers_dict,  # type: ignore[arg-type]
+            body,
+            False,
         )
-        return response.status, response.headers, response.data
-
-    def close(self) -> None:
-        """Close every pooled connection."""
-        for manager in self._managers.values():
-            manager.clear()
+        response = self.session.send(request)
+        return response.status_code, response.headers, response.content
 
 
-class HTTPClientSender:
-    """POSTs over kept-alive sockets, one per endpoint and thread, reading the answers with
-    :func:`~streamodel.transport.http1.read_response`.
+class _Route(NamedTuple):
+    """How one service's lean requests go out."""
 
-    Faster than a urllib3 pool for DynamoDB's small requests: the request line, headers and
-    body leave in one ``sendall`` (urllib3 and ``http.client`` send headers and body apart),
-    no pool machinery runs per request, and the answer's headers are split directly rather
-    than through ``http.client``'s ``email.parser``. A kept connection is checked before
-    reuse, as urllib3 does, so a connection the server closed while idle is replaced rather
-    than failing a request whose outcome would then be unknown. A malformed or cut-off answer
-    raises ``ConnectionError`` and drops the connection. Endpoints behind a proxy from the
-    environment go through :class:`Urllib3Sender`.
-    """
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 60.0,
-        read_timeout: float = 60.0,
-        max_connections: int = 10,
-        ca_bundle: str | None = None,
-    ) -> None:
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._ca_bundle = (
-            ca_bundle or os.environ.get("AWS_CA_BUNDLE") or botocore.httpsession.get_cert_path(True)
-        )
-        self._local = threading.local()
-        self._proxied = Urllib3Sender(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_connections=max_connections,
-            ca_bundle=ca_bundle,
-        )
-        self._direct: dict[str, bool] = {}
-        self._ssl_context: ssl.SSLContext | None = None
-
-    def _socket(self, url: str) -> tuple[socket.socket, bytes]:
-        """This thread's open socket to ``url`` and the request line prefix for it."""
-        sockets: dict[str, tuple[socket.socket, bytes]] = (
-            getattr(self._local, "sockets", None) or {}
-        )
-        self._local.sockets = sockets
-        known = sockets.get(url)
-        if known is not None:
-            if not _dropped(known[0]):
-                return known
-            known[0].close()
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        sock = socket.create_connection((host, port), timeout=self._connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if parts.scheme == "https":
-            if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
-            sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
-        sock.settimeout(self._read_timeout)
-        # The Host the signature covers: an IPv6 literal in brackets, no default port.
-        prefix = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host_of(url)}\r\n".encode()
-        sockets[url] = (sock, prefix)
-        return sockets[url]
-
-    def __call__(
-        self, url: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        direct = self._direct.get(url)
-        if direct is None:
-            parts = urlsplit(url)
-            proxy = urllib.request.getproxies().get(parts.scheme)
-            direct = self._direct[url] = not proxy or bool(
-                urllib.request.proxy_bypass(parts.hostname or "")
-            )
-        if not direct:
-            return self._proxied(url, body, headers)
-        sock, prefix = self._socket(url)
-        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = prefix + f"{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body
-        try:
-            sock.sendall(request)
-            # A malformed or cut-off answer is a ConnectionError: lost, like a reset.
-            response = read_response(sock)
-        except OSError:
-            self._forget(url)
-            raise
-        if not response.keep_alive:
-            self._forget(url)
-        return response.status, response.headers, response.body
-
-    def _forget(self, url: str) -> None:
-        known = self._local.sockets.pop(url, None)
-        if known is not None:
-            known[0].close()
-
-    def close(self) -> None:
-        """Close this thread's connections (other threads' close with them)."""
-        for sock, _ in getattr(self._local, "sockets", {}).values():
-            sock.close()
-        self._local.sockets = {}
-        self._proxied.close()
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """Whether the peer closed a kept connection (readable with nothing to read = EOF)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+    url: str
+    facts: ClientFacts
+    signer: Signer
+    send: HTTPSender
 
 
 class LeanTransport:
     """Sends the data-plane and stream operations as signed JSON over a keep-alive pool.
 
-    ``session`` is a boto3 or botocore session (default: boto3's default session, as
-    ``boto3.client`` uses); credentials come from its chain and are frozen per request, so
-    refreshed credentials are respected. ``dynamodb`` / ``dynamodbstreams`` are optional ready
-    boto3 clients: their endpoint, region and credentials are used, and they serve the
-    operations delegated to botocore. ``endpoint_url`` overrides the endpoint of both services
+    Everything about where and how to connect comes from the botocore clients it works with,
+    so the lean path behaves as botocore configured the same way: endpoint, region and
+    credentials (refreshed credentials included, frozen per request), ``verify`` (``False`` or
+    a CA bundle; ``AWS_CA_BUNDLE`` and a profile's ``ca_bundle`` through botocore), client
+    certificates, proxies (environment or ``Config(proxies=..., proxies_config=...)``, with
+    their credentials), ``connect_timeout``, ``read_timeout`` and ``max_pool_connections``.
+
+    ``dynamodb`` / ``dynamodbstreams`` are ready boto3 or botocore clients; without them,
+    clients are made from ``session`` (a boto3 or botocore session; default: a new botocore
+    session, which reads the environment and files as ``boto3.session.Session()`` does) when a
+    service is first used. ``endpoint_url`` overrides both services' endpoint
     (else ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` /
-    ``AWS_ENDPOINT_URL`` or the regional AWS endpoint, resolved by botocore once).
+    ``AWS_ENDPOINT_URL`` or the regional AWS endpoint, resolved by botocore).
 
-    Operations outside :data:`LEAN_OPERATIONS` (control plane: ``CreateTable``,
-    ``DescribeTable``, ``UpdateTable``, ``DescribeTimeToLive``, ...) are delegated to a
-    :class:`~streamodel.transport.BotocoreTransport` held inside. No retries happen here.
+    Requests go the botocore way instead when botocore would not put them on the network
+    (moto's ``mock_aws`` or another ``before-send`` handler that answers), and for operations
+    outside :data:`LEAN_OPERATIONS` (control plane: ``CreateTable``, ``DescribeTable``, ...).
+    If botocore's private parts are not what the lean path reads (see
+    :mod:`~streamodel.transport.internals`), every request goes the botocore way, after one
+    WARNING. No retries happen here.
 
-    ``on_request(operation, table, duration_seconds, consumed_capacity)`` is called after each
-    lean request, successful or not (see :data:`OnRequest`). ``sender`` replaces the HTTP layer
-    (tests use a fake one).
+    Direct endpoints are reached over :class:`~streamodel.transport.pool.ConnectionPool`, one
+    per service, shared by threads; an endpoint behind a proxy through botocore's own HTTP
+    session (:class:`BotocoreHTTPSender`). ``on_request(operation, table, duration_seconds,
+    consumed_capacity)`` is called after each lean request, successful or not (see
+    :data:`OnRequest`). ``sender`` replaces the HTTP layer (tests use a fake one).
     """
 
     def __init__(
@@ -324,68 +183,98 @@ class LeanTransport:
         dynamodbstreams: Any = None,
         endpoint_url: str | None = None,
         on_request: OnRequest | None = None,
-        connect_timeout: float = 60.0,
-        read_timeout: float = 60.0,
-        max_connections: int = 10,
         sender: HTTPSender | None = None,
     ) -> None:
-        clients: dict[Service, Any] = {}
-        given_clients: tuple[tuple[Service, Any], ...] = (
-            ("dynamodb", dynamodb),
-            ("dynamodbstreams", dynamodbstreams),
-        )
-        for service, given in given_clients:
-            if given is not None:
-                clients[service] = given
-            elif session is not None:
-                clients[service] = session.client(
-                    service, endpoint_url=endpoint_url, config=client_config()
-                )
-            else:
-                clients[service] = default_client(service, endpoint_url)
         self.botocore = BotocoreTransport(
-            clients["dynamodb"], clients["dynamodbstreams"], endpoint_url=endpoint_url
+            dynamodb, dynamodbstreams, endpoint_url=endpoint_url, session=session
         )
-        self.endpoints: dict[Service, str] = {
-            service: str(client.meta.endpoint_url).rstrip("/") + "/"
-            for service, client in clients.items()
-        }
-        self.region: str = str(clients["dynamodb"].meta.region_name)
-        self._credentials = _credentials(session, clients["dynamodb"])
-        self._signer = Signer(self._credentials, _SIGNING_NAME, self.region)
         self.on_request = on_request
-        self.sender: HTTPSender = sender or HTTPClientSender(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_connections=max_connections,
-        )
+        self._sender = sender
+        self._routes: dict[Service, _Route | None] = {}
+        self._lock = threading.Lock()
         self._user_agent = (
             f"streamodel-lean botocore/{botocore.__version__} "
             f"Python/{'.'.join(map(str, sys.version_info[:3]))}"
         )
 
+    @property
+    def connections_opened(self) -> int:
+        """New connections opened by the direct pools (what goes through a proxy is botocore's
+        and not counted); steady state opens none."""
+        return sum(
+            route.send.opened
+            for route in self._routes.values()
+            if route is not None and isinstance(route.send, ConnectionPool)
+        )
+
+    def endpoint(self, service: Service) -> str | None:
+        """The URL ``service``'s lean requests go to (``None`` if they go through botocore)."""
+        route = self._routes[service] if service in self._routes else self._route(service)
+        return route.url if route is not None else None
+
+    def _route(self, service: Service) -> _Route | None:
+        """``service``'s route, worked out from its client on first use; ``None`` when the
+        lean path cannot be taken (botocore's internals changed)."""
+        with self._lock:
+            if service in self._routes:
+                return self._routes[service]
+            try:
+                facts = client_facts(self.botocore.client(service))
+            except InternalsChanged as error:
+                _log.warning(
+                    "streamodel: the lean transport cannot read this botocore's internals "
+                    "(%s); every request goes through botocore instead",
+                    error,
+                )
+                # One warning: the other service goes the botocore way too from now on.
+                self._routes = {"dynamodb": None, "dynamodbstreams": None}
+                return None
+            url = facts.endpoint_url.rstrip("/") + "/"
+            send = self._sender or _sender_for(facts, url)
+            route = _Route(url, facts, Signer(facts.credentials, _SIGNING_NAME, facts.region), send)
+            self._routes[service] = route
+            return route
+
     def call(self, service: Service, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         if operation not in LEAN_OPERATIONS[service]:
+            return self.botocore.call(service, operation, params)
+        route = self._routes.get(service) if service in self._routes else self._route(service)
+        if route is None or intercepted(route.facts, operation):
             return self.botocore.call(service, operation, params)
         if operation == "TransactWriteItems" and "ClientRequestToken" not in params:
             # botocore fills this idempotency token when it is missing; so do we.
             params = {**params, "ClientRequestToken": str(uuid.uuid4())}
         body = _ENCODER.encode(params).encode()
-        headers = self._sign(service, operation, body)
+        headers = {
+            "Content-Type": _CONTENT_TYPE,
+            "X-Amz-Target": _TARGET_PREFIX[service] + operation,
+            "Accept-Encoding": "identity",
+            "User-Agent": self._user_agent,
+        }
         started = time.perf_counter()
         consumed = None
         try:
             try:
-                status, response_headers, raw = self.sender(self.endpoints[service], body, headers)
-            except (OSError, urllib3.exceptions.HTTPError) as error:
-                raise ServerError(
-                    f"{operation}: connection failed: {error}",
-                    operation=operation,
-                    code="Connection",
+                route.signer.sign(route.url, headers, body)
+            except botocore.exceptions.BotoCoreError as error:
+                # No credentials: as the botocore path reports it.
+                raise TransportError(
+                    f"{operation}: {error}", operation=operation, code=type(error).__name__
                 ) from error
+            try:
+                status, response_headers, raw = route.send(route.url, body, headers)
+            except (
+                OSError,
+                botocore.exceptions.HTTPClientError,
+                botocore.exceptions.ConnectionError,
+            ) as error:
+                raise connection_error(operation, route.url, error) from error
+            _check_crc32(operation, response_headers, raw)
+            raw = _decoded(operation, response_headers, raw)
+            if status == 407:  # from a proxy forwarding plain HTTP
+                raise proxy_refused(operation, route.url)
             if status >= 300:
                 raise _error(operation, status, response_headers, raw)
-            _check_crc32(operation, response_headers, raw)
             try:
                 result: dict[str, Any] = json.loads(raw) if raw else {}
                 _restore(operation, result, raw)
@@ -404,19 +293,32 @@ class LeanTransport:
                     operation, _table_of(params), time.perf_counter() - started, consumed
                 )
 
-    def _sign(self, service: Service, operation: str, body: bytes) -> dict[str, str]:
-        headers = {
-            "Content-Type": _CONTENT_TYPE,
-            "X-Amz-Target": _TARGET_PREFIX[service] + operation,
-            "User-Agent": self._user_agent,
-        }
-        return self._signer.sign(self.endpoints[service], headers, body)
-
     def close(self) -> None:
-        """Close pooled connections (the transport stays usable; pools reopen on demand)."""
-        close = getattr(self.sender, "close", None)
-        if close is not None:
-            close()
+        """Close pooled connections, and those of the botocore clients made here (the
+        transport stays usable; connections reopen on demand)."""
+        for route in list(self._routes.values()):
+            close = getattr(route.send if route is not None else None, "close", None)
+            if close is not None:
+                close()
+        self.botocore.close()
+
+
+def _sender_for(facts: ClientFacts, url: str) -> HTTPSender:
+    """A direct pool with the client's connection settings, or botocore's own HTTP session
+    when the client reaches ``url`` through a proxy."""
+    settings = facts.http
+    if settings.proxy_for(url) is not None:
+        return BotocoreHTTPSender(settings.session)
+    return ConnectionPool(
+        verify=settings.verify is not False,
+        ca_bundle=settings.ca_bundle(),
+        cert_file=settings.cert_file,
+        key_file=settings.key_file,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections,
+        socket_options=settings.socket_options,
+    )
 
 
 class ObservedTransport:
@@ -439,29 +341,6 @@ class ObservedTransport:
             return result
         finally:
             self.on_request(operation, _table_of(params), time.perf_counter() - started, consumed)
-
-
-# -- credentials ------------------------------------------------------------------------
-
-
-def _credentials(session: Any, client: Any) -> botocore.credentials.Credentials:
-    """The credentials object (refreshable or not) to freeze before each request."""
-    found = None
-    if session is not None:
-        found = session.get_credentials()
-    else:
-        # A given or default client signs with its session's credentials; use the same.
-        signer = getattr(client, "_request_signer", None)
-        found = getattr(signer, "_credentials", None)
-        if found is None:
-            if boto3.DEFAULT_SESSION is None:
-                boto3.setup_default_session()
-            assert boto3.DEFAULT_SESSION is not None
-            found = boto3.DEFAULT_SESSION.get_credentials()
-    if found is None:
-        raise botocore.exceptions.NoCredentialsError()
-    credentials: botocore.credentials.Credentials = found
-    return credentials
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -498,7 +377,8 @@ def _table_of(params: Mapping[str, Any]) -> str | None:
 
 
 def _check_crc32(operation: str, headers: Mapping[str, str], raw: bytes) -> None:
-    """DynamoDB sends a CRC32 of the body; a mismatch means a corrupted answer (retryable)."""
+    """DynamoDB sends a CRC32 of the body as sent (compressed or not); a mismatch means a
+    corrupted answer (retryable)."""
     expected = headers.get("x-amz-crc32")
     if expected is not None and zlib.crc32(raw) & 0xFFFFFFFF != int(expected):
         raise ServerError(
@@ -506,6 +386,39 @@ def _check_crc32(operation: str, headers: Mapping[str, str], raw: bytes) -> None
             operation=operation,
             code="CRC32CheckFailed",
         )
+
+
+def _decoded(operation: str, headers: Mapping[str, str], raw: bytes) -> bytes:
+    """The body without its content coding. Requests ask for ``identity``; a server that
+    compresses anyway is understood for gzip and deflate, and refused clearly otherwise."""
+    coding = (headers.get("content-encoding") or "identity").strip().lower()
+    if coding == "identity":
+        return raw
+    if coding in ("gzip", "x-gzip", "deflate"):
+        # gzip's header, or zlib's (deflate as RFC 9110 means it); never more than MAX_BODY.
+        wbits = zlib.MAX_WBITS | (16 if coding != "deflate" else 0)
+        try:
+            decompressor = zlib.decompressobj(wbits)
+            body = decompressor.decompress(raw, MAX_BODY + 1)
+        except zlib.error as error:
+            raise ServerError(
+                f"{operation}: unreadable {coding} response: {error}",
+                operation=operation,
+                code="InvalidResponse",
+            ) from error
+        if len(body) > MAX_BODY or not decompressor.eof:
+            raise ServerError(
+                f"{operation}: the {coding} response is cut off or over {MAX_BODY} bytes",
+                operation=operation,
+                code="InvalidResponse",
+            )
+        return body
+    raise TransportError(
+        f"{operation}: the answer came with Content-Encoding {coding!r}, which streamodel "
+        "does not decode (it asks for identity); a proxy on the way may be compressing",
+        operation=operation,
+        code="UnsupportedContentEncoding",
+    )
 
 
 def _error(operation: str, status: int, headers: Mapping[str, str], raw: bytes) -> Exception:

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import tenacity
-
 from streamodel.exceptions import ServerError, ThrottledError
 from streamodel.transport.base import Service, Transport
 
@@ -82,7 +80,10 @@ class RetryPolicy:
         except retryable:
             if self.attempts == 1:
                 raise
-        # The first retry waits like tenacity's first full-jitter wait; the rest is tenacity's.
+        # The first retry waits like tenacity's first full-jitter wait; the rest is tenacity's,
+        # imported only now: a process whose calls all succeed never loads it.
+        import tenacity
+
         time.sleep(random.uniform(0, min(self.base, self.max_wait)))
         remaining = max(self.deadline - (time.monotonic() - started), 0.0)
         retrying = tenacity.Retrying(

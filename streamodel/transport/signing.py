@@ -20,25 +20,18 @@ and final HMAC (so the signature is botocore's by construction) and replaces onl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from typing import Any
 
 import botocore.auth
 import botocore.credentials
+import botocore.exceptions
 
-__all__ = ["Signer", "host_of"]
+from streamodel.transport.internals import host_of
+
+__all__ = ["Signer"]
 
 # Headers botocore leaves out of the signature (User-Agent, Expect, ...).
 _UNSIGNED = frozenset(botocore.auth.SIGNED_HEADERS_BLACKLIST)
-
-
-@lru_cache(maxsize=64)
-def host_of(url: str) -> str:
-    """The ``Host`` header botocore signs for ``url`` (lower-case, default port dropped,
-    IPv6 literals in brackets); the HTTP sender sends the same value."""
-    # botocore's private helper, called once per endpoint: the exact rule its signer uses.
-    host: str = botocore.auth._host_from_url(url)  # type: ignore[attr-defined]
-    return host
 
 
 class _Request:
@@ -127,11 +120,12 @@ class Signer:
     """Signs a POST to an endpoint with credentials frozen per request.
 
     ``credentials`` is botocore's credentials object (refreshable or not): it is frozen before
-    each signature, as botocore's request signer does.
+    each signature, as botocore's request signer does. Without credentials, signing raises
+    botocore's ``NoCredentialsError``, as a botocore client does when it sends.
     """
 
     def __init__(
-        self, credentials: botocore.credentials.Credentials, service: str, region: str
+        self, credentials: botocore.credentials.Credentials | None, service: str, region: str
     ) -> None:
         self.credentials = credentials
         self.service = service
@@ -144,6 +138,8 @@ class Signer:
         """``headers`` plus ``X-Amz-Date``, ``X-Amz-Security-Token`` (with a session token)
         and ``Authorization``, exactly as botocore's ``SigV4Auth.add_auth`` adds them.
         ``headers`` is changed in place and returned."""
+        if self.credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
         frozen = self.credentials.get_frozen_credentials()
         request = _Request(url, headers, body)
         _SigV4(frozen, self.service, self.region, host_of(url), self).add_auth(

@@ -4,16 +4,46 @@ botocore's own service model, so a wrong parameter name or shape cannot pass a t
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
+import botocore.auth
 import botocore.session
 import botocore.validate
 import pytest
 
 from streamodel import Engine
 from streamodel.transport.retry import RetryPolicy
+
+
+@pytest.fixture
+def signing_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Callable[[], datetime.datetime]], None]:
+    """``signing_clock(clock)`` makes botocore's SigV4 signer read its time from ``clock``:
+    through ``botocore.auth.get_current_datetime`` where botocore has it, else (the lowest
+    botocore the bounds allow) through ``datetime.datetime.utcnow`` as ``botocore.auth`` sees
+    it."""
+
+    def freeze(clock: Callable[[], datetime.datetime]) -> None:
+        if hasattr(botocore.auth, "get_current_datetime"):
+            monkeypatch.setattr(botocore.auth, "get_current_datetime", clock)
+            return
+
+        class FrozenDatetime(datetime.datetime):
+            @classmethod
+            def utcnow(cls) -> datetime.datetime:  # type: ignore[override]
+                return clock()
+
+        frozen = types.SimpleNamespace(**vars(datetime))
+        frozen.datetime = FrozenDatetime
+        monkeypatch.setattr(botocore.auth, "datetime", frozen)
+
+    return freeze
+
 
 Response = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | BaseException
 

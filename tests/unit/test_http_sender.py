@@ -1,8 +1,9 @@
-"""The lean transport's default HTTP sender (kept-alive sockets, its own HTTP/1.1 response
-reader) against a tiny server, and the reader against answers cut at every byte."""
+"""The lean transport's connection pool (kept-alive sockets shared by threads, its own HTTP/1.1
+response reader) against a tiny server, and the reader against answers cut at every byte."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -15,8 +16,8 @@ import pytest
 
 from streamodel.exceptions import ServerError
 from streamodel.transport import LeanTransport
-from streamodel.transport.http1 import read_response
-from streamodel.transport.lean import HTTPClientSender
+from streamodel.transport.http1 import MAX_BODY, read_response
+from streamodel.transport.pool import ConnectionPool
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -99,12 +100,12 @@ def serve() -> Iterator[Callable[[Callable[[int], tuple[bytes, bool]]], Server]]
 
 
 @pytest.fixture
-def client() -> Iterator[Callable[..., HTTPClientSender]]:
+def client() -> Iterator[Callable[..., ConnectionPool]]:
     """Makes senders, and closes their connections after the test."""
-    senders: list[HTTPClientSender] = []
+    senders: list[ConnectionPool] = []
 
-    def make(**options: object) -> HTTPClientSender:
-        senders.append(HTTPClientSender(**options))  # type: ignore[arg-type]
+    def make(**options: object) -> ConnectionPool:
+        senders.append(ConnectionPool(**options))  # type: ignore[arg-type]
         return senders[-1]
 
     yield make
@@ -112,14 +113,14 @@ def client() -> Iterator[Callable[..., HTTPClientSender]]:
         sender.close()
 
 
-def post(sender: HTTPClientSender, server: Server) -> tuple[int, bytes]:
+def post(sender: ConnectionPool, server: Server) -> tuple[int, bytes]:
     status, headers, body = sender(f"http://127.0.0.1:{server.port}/", b"{}", {"X-A": "1"})
     assert headers.get("Content-Type") == "application/x-amz-json-1.0"
     return status, body
 
 
 def test_requests_share_one_kept_connection(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """Consecutive requests reuse one connection, each arriving whole in one read."""
     server = serve(lambda n: (OK, False))
@@ -129,14 +130,14 @@ def test_requests_share_one_kept_connection(
 
 
 def test_connection_closed_by_the_server_while_idle_is_replaced(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """A kept connection the server closed is noticed before reuse: the request succeeds."""
     server = serve(lambda n: (OK, True))  # closes after every answer, without saying so
     sender = client()
     post(sender, server)
     # Wait until the close has reached us, as it would during an idle pause.
-    sock = sender._local.sockets[f"http://127.0.0.1:{server.port}/"][0]
+    sock = sender._idle[f"http://127.0.0.1:{server.port}/"][0].sock
     sock.settimeout(5)
     assert sock.recv(1, socket.MSG_PEEK) == b""
     assert post(sender, server) == (200, b"{}")
@@ -144,7 +145,7 @@ def test_connection_closed_by_the_server_while_idle_is_replaced(
 
 
 def test_truncated_answer_is_a_connection_error(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """An answer shorter than its Content-Length raises ConnectionError (an OSError)."""
     cut = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"Item":'
@@ -152,11 +153,12 @@ def test_truncated_answer_is_a_connection_error(
     sender = client()
     with pytest.raises(ConnectionError, match=r"before the end of the body \(8 of 100 bytes"):
         post(sender, server)
-    assert sender._local.sockets == {}  # forgotten: the next request opens a new connection
+    # Forgotten: the next request opens a new connection.
+    assert sender.idle(f"http://127.0.0.1:{server.port}/") == 0
 
 
 def test_many_requests_share_one_connection(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """Hundreds of keep-alive exchanges run over a single connection."""
     server = serve(lambda n: (OK, False))
@@ -167,7 +169,7 @@ def test_many_requests_share_one_connection(
 
 
 def test_server_closing_between_requests_each_time(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """A server that says Connection: close gets a new connection for every request."""
     closing = OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
@@ -179,7 +181,7 @@ def test_server_closing_between_requests_each_time(
 
 
 def test_chunked_answer(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """A chunked body (extensions, trailers) is joined; the connection stays open."""
     chunked = (
@@ -196,7 +198,7 @@ def test_chunked_answer(
 
 
 def test_close_delimited_answer(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """Without Content-Length or chunking the body runs to the close, and the socket is
     forgotten."""
@@ -204,23 +206,23 @@ def test_close_delimited_answer(
     server = serve(lambda n: (answer, True))
     sender = client()
     assert post(sender, server) == (200, b'{"x": 1}')
-    assert sender._local.sockets == {}
+    assert sender.idle(f"http://127.0.0.1:{server.port}/") == 0
     assert post(sender, server) == (200, b'{"x": 1}')
     assert server.connections == 2
 
 
 def test_http10_answer_closes_the_connection(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """An HTTP/1.0 answer is read by its Content-Length, then the socket is forgotten."""
     server = serve(lambda n: (OK.replace(b"HTTP/1.1", b"HTTP/1.0"), True))
     sender = client()
     assert post(sender, server) == (200, b"{}")
-    assert sender._local.sockets == {}
+    assert sender.idle(f"http://127.0.0.1:{server.port}/") == 0
 
 
 def test_interim_answers_are_skipped(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """100 Continue (and other 1xx) before the answer are skipped."""
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
@@ -232,7 +234,7 @@ def test_interim_answers_are_skipped(
 
 
 def test_error_status_and_headers(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """Status, repeated and folded headers come back; names are looked up in any case."""
     answer = (
@@ -272,18 +274,18 @@ def test_malformed_answers_are_connection_errors(
     serve: Callable[..., Server],
     answer: bytes,
     message: str,
-    client: Callable[..., HTTPClientSender],
+    client: Callable[..., ConnectionPool],
 ) -> None:
     """A malformed or cut-off answer raises ConnectionError and drops the socket."""
     server = serve(lambda n: (answer, True))
     sender = client()
     with pytest.raises(ConnectionError, match=message):
         post(sender, server)
-    assert sender._local.sockets == {}
+    assert sender.idle(f"http://127.0.0.1:{server.port}/") == 0
 
 
 def test_bytes_beyond_the_answer_drop_the_connection(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """Extra bytes after an answer mean unreliable framing: the socket is not reused."""
     server = serve(lambda n: (OK + b"junk", False))
@@ -294,7 +296,7 @@ def test_bytes_beyond_the_answer_drop_the_connection(
 
 
 def test_host_header_is_the_signed_host(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """The Host header is what the signer signs: host and non-default port."""
     server = serve(lambda n: (OK, False))
@@ -303,7 +305,7 @@ def test_host_header_is_the_signed_host(
 
 
 def test_ipv6_literal_endpoint(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """An IPv6 literal endpoint connects, and its Host header keeps the brackets."""
     try:
@@ -316,7 +318,7 @@ def test_ipv6_literal_endpoint(
 
 
 def test_read_timeout_is_an_oserror(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """A server that never answers makes the read time out (an OSError), socket dropped."""
     silent = threading.Event()
@@ -330,7 +332,7 @@ def test_read_timeout_is_an_oserror(
     with pytest.raises(TimeoutError):
         post(sender, server)
     silent.set()
-    assert sender._local.sockets == {}
+    assert sender.idle(f"http://127.0.0.1:{server.port}/") == 0
 
 
 # A self-signed certificate for localhost and 127.0.0.1, valid 2000-2100 (test use only).
@@ -355,7 +357,7 @@ h3t4BgVIguqei4hgC2JLWv615rgPXnYH5+H4p/pZe/20jH+gQJXqz2AZ
 
 
 def test_tls_keep_alive_and_chunked(
-    serve: Callable[..., Server], tmp_path: Path, client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], tmp_path: Path, client: Callable[..., ConnectionPool]
 ) -> None:
     """Over TLS the answers are read the same way, on one kept connection."""
     (tmp_path / "cert.pem").write_text(CERTIFICATE)
@@ -434,7 +436,7 @@ def test_reader_cut_short_anywhere_is_a_connection_error(
 
 
 def test_lean_transport_checks_crc32_over_the_socket(
-    serve: Callable[..., Server], client: Callable[..., HTTPClientSender]
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
     """The x-amz-crc32 header read here is checked by LeanTransport: right passes, wrong is
     a retryable server error."""
@@ -458,3 +460,133 @@ def test_lean_transport_checks_crc32_over_the_socket(
     with pytest.raises(ServerError) as caught:
         transport.call("dynamodb", "GetItem", params)
     assert caught.value.code == "CRC32CheckFailed"
+
+
+def test_threads_share_a_bounded_pool(
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
+) -> None:
+    """Threads reuse each other's connections: 8 threads x 25 requests open at most 8, and
+    at most max_connections stay idle afterwards."""
+    server = serve(lambda n: (OK, False))
+    sender = client(max_connections=3)
+    url = f"http://127.0.0.1:{server.port}/"
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(25):
+            assert sender(url, b"{}", {})[0] == 200
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.requests == 200
+    assert sender.opened == server.connections <= 8
+    assert sender.idle(url) <= 3
+    opened = sender.opened
+    for _ in range(50):  # one thread now: only kept connections are used
+        sender(url, b"{}", {})
+    assert sender.opened == opened
+
+
+def test_an_interrupted_exchange_never_returns_its_connection(
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
+) -> None:
+    """An exception in the middle of reading an answer (a cancellation, a timeout) closes the
+    connection, so the next request cannot read the rest of the earlier answer."""
+    server = serve(lambda n: (OK, False))
+    sender = client()
+    url = f"http://127.0.0.1:{server.port}/"
+
+    class Cancelled(BaseException):
+        pass
+
+    def cancelled(sock: socket.socket) -> object:
+        raise Cancelled
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("streamodel.transport.pool.read_response", cancelled)
+        with pytest.raises(Cancelled):
+            sender(url, b"{}", {})
+    assert sender.idle(url) == 0
+    assert sender(url, b"{}", {})[:3:2] == (200, b"{}")
+    assert server.connections == 2
+
+
+def test_liveness_check_works_above_1024_descriptors(
+    serve: Callable[..., Server], client: Callable[..., ConnectionPool]
+) -> None:
+    """With more than 1024 files open (select() cannot watch such descriptors), kept
+    connections are still checked and reused, not replaced on every request."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2100, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = serve(lambda n: (OK, False))
+        sender = client()
+        url = f"http://127.0.0.1:{server.port}/"
+        for _ in range(5):
+            assert sender(url, b"{}", {})[0] == 200
+        assert sender._idle[url][0].sock.fileno() > 1024
+        assert server.connections == 1
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + (b"%x\r\n" % (1 << 20) + b"x" * (1 << 20) + b"\r\n") * 65,
+        b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * (MAX_BODY + 1),
+    ],
+    ids=["content-length", "one-chunk", "many-chunks", "close-delimited"],
+)
+def test_bodies_over_the_limit_are_refused(answer: bytes) -> None:
+    """However a body is framed, more than MAX_BODY bytes is a ConnectionError, read no
+    further."""
+    with pytest.raises(ConnectionError, match="limit"):
+        read_response(Flood(answer))  # type: ignore[arg-type]
+
+
+class Flood:
+    """A socket that hands out a big answer piece by piece without copying it whole."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.at = 0
+
+    def recv(self, size: int) -> bytes:
+        piece = bytes(self.data[self.at : self.at + size])
+        self.at += len(piece)
+        return piece
+
+    def recv_into(self, buffer: memoryview) -> int:
+        piece = self.recv(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+def test_engine_close_closes_pooled_connections(serve: Callable[..., Server]) -> None:
+    """Engine.close (and leaving `with Engine(...)`) closes kept connections; the engine
+    stays usable and reconnects."""
+    from streamodel import Engine
+
+    server = serve(lambda n: (OK, False))
+    url = f"http://127.0.0.1:{server.port}"
+    with Engine(endpoint_url=url) as engine:
+        engine.transport.call("dynamodb", "GetItem", {"TableName": "tbl", "Key": {}})
+        pool = engine.transport.inner._routes["dynamodb"].send  # type: ignore[attr-defined]
+        assert pool.idle(url + "/") == 1
+    assert pool.idle(url + "/") == 0
+    engine.transport.call("dynamodb", "GetItem", {"TableName": "tbl", "Key": {}})
+    assert server.connections == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import ssl
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -13,10 +14,10 @@ import boto3
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
+import botocore.exceptions
 import botocore.parsers
 import botocore.session
 import pytest
-import urllib3
 
 from streamodel import ConditionFailedError, Engine, TransactionCanceledError
 from streamodel.exceptions import (
@@ -31,8 +32,9 @@ from streamodel.transport import (
     RetryingTransport,
     RetryPolicy,
 )
+from streamodel.transport.internals import host_of
 from streamodel.transport.lean import LEAN_OPERATIONS
-from streamodel.transport.signing import Signer, host_of
+from streamodel.transport.signing import Signer
 
 ENDPOINT = "https://dynamodb.example.test"
 Answer = tuple[int, dict[str, str], bytes] | BaseException
@@ -284,13 +286,14 @@ def test_request_headers_body_and_signature() -> None:
     authorization = headers["Authorization"]
     assert authorization.startswith(
         f"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{date[:8]}/eu-west-1/dynamodb/aws4_request, "
-        "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
+        "SignedHeaders=accept-encoding;content-type;host;x-amz-date;x-amz-target, Signature="
     )
     assert len(authorization.rsplit("Signature=", 1)[1]) == 64
     assert "X-Amz-Security-Token" not in headers
     assert set(headers) == {
         "Content-Type",
         "X-Amz-Target",
+        "Accept-Encoding",
         "User-Agent",
         "X-Amz-Date",
         "Authorization",
@@ -348,16 +351,12 @@ class _RotatingCredentials(botocore.credentials.Credentials):
         return botocore.credentials.ReadOnlyCredentials(f"AKID{self.count}", "secret", None)
 
 
-class _Session:
-    def __init__(self, credentials: botocore.credentials.Credentials) -> None:
-        self.inner = _session()
-        self.credentials = credentials
-
-    def client(self, *args: Any, **kwargs: Any) -> Any:
-        return self.inner.client(*args, **kwargs)
-
-    def get_credentials(self) -> botocore.credentials.Credentials:
-        return self.credentials
+def _Session(credentials: botocore.credentials.Credentials) -> botocore.session.Session:
+    """A botocore session whose clients sign with ``credentials`` (its cached chain result)."""
+    session = botocore.session.Session()
+    session.set_config_variable("region", "eu-west-1")
+    session._credentials = credentials  # type: ignore[attr-defined]
+    return session
 
 
 def test_credentials_are_frozen_per_request() -> None:
@@ -404,11 +403,11 @@ def _unsigned_headers(service: str) -> dict[str, str]:
 @pytest.mark.parametrize("token", [None, "SESSION/TOKEN+="])
 @pytest.mark.parametrize(("service", "url"), SIGNED_ENDPOINTS)
 def test_signer_headers_equal_botocores(
-    monkeypatch: pytest.MonkeyPatch, service: str, url: str, token: str | None
+    signing_clock: Any, service: str, url: str, token: str | None
 ) -> None:
     """The lean signer adds exactly the headers, in the order, botocore's add_auth adds."""
     now = [datetime.datetime(2024, 2, 29, 23, 59, 59)]
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now[0])
+    signing_clock(lambda: now[0])
     credentials = botocore.credentials.Credentials("AKIDEXAMPLE", "wJalr/K7+MDENG", token)
     body = b'{"TableName":"t1","Key":{"pk":{"S":"a b"}}}'
     signer = Signer(credentials, "dynamodb", "eu-west-1")
@@ -421,11 +420,9 @@ def test_signer_headers_equal_botocores(
     assert ("X-Amz-Security-Token" in signed) == (token is not None)
 
 
-def test_signer_follows_refreshed_secret_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signer_follows_refreshed_secret_keys(signing_clock: Any) -> None:
     """A signing key is never reused for another secret key (refreshed credentials)."""
-    monkeypatch.setattr(
-        botocore.auth, "get_current_datetime", lambda: datetime.datetime(2024, 5, 1, 12)
-    )
+    signing_clock(lambda: datetime.datetime(2024, 5, 1, 12))
     url = "https://dynamodb.eu-west-1.amazonaws.com/"
     credentials = botocore.credentials.Credentials("AKID", "first")
     signer = Signer(credentials, "dynamodb", "eu-west-1")
@@ -436,14 +433,14 @@ def test_signer_follows_refreshed_secret_keys(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_signing_key_is_derived_once_per_secret_and_day(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, signing_clock: Any
 ) -> None:
     """The four key-derivation HMACs run on the first request of a day, then only the
     final one."""
     import streamodel.transport.signing as signing
 
     now = [datetime.datetime(2024, 5, 1, 23, 59, 59)]
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now[0])
+    signing_clock(lambda: now[0])
     hmacs: list[str] = []
     original = botocore.auth.SigV4Auth._sign  # type: ignore[attr-defined]
 
@@ -508,11 +505,8 @@ def test_endpoint_and_region_come_from_botocore(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "http://127.0.0.1:9999")
     transport = LeanTransport(session=_session(), sender=FakeSender())
-    assert transport.endpoints == {
-        "dynamodb": "https://dynamodb.eu-west-1.amazonaws.com/",
-        "dynamodbstreams": "http://127.0.0.1:9999/",
-    }
-    assert transport.region == "eu-west-1"
+    assert transport.endpoint("dynamodb") == "https://dynamodb.eu-west-1.amazonaws.com/"
+    assert transport.endpoint("dynamodbstreams") == "http://127.0.0.1:9999/"
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -613,8 +607,9 @@ def test_other_client_errors_keep_their_code() -> None:
     "failure",
     [
         ConnectionResetError(104, "Connection reset by peer"),
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()),
-        urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out."),  # type: ignore[arg-type]
+        # What BotocoreHTTPSender raises for an endpoint behind a proxy.
+        botocore.exceptions.ConnectionClosedError(endpoint_url=ENDPOINT),
+        botocore.exceptions.ReadTimeoutError(endpoint_url=ENDPOINT),
     ],
 )
 def test_connection_failures_are_server_errors(failure: BaseException) -> None:
@@ -708,7 +703,7 @@ def test_engine_transport_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMODEL_TRANSPORT", "lean")
     lean = _inner(Engine(endpoint_url=ENDPOINT))
     assert isinstance(lean, LeanTransport)
-    assert lean.endpoints["dynamodb"] == ENDPOINT + "/"
+    assert lean.endpoint("dynamodb") == ENDPOINT + "/"
     assert isinstance(_inner(Engine(transport="botocore")), BotocoreTransport)
     with pytest.raises(ValueError, match="'botocore', 'lean'"):
         Engine(transport="fast")  # type: ignore[arg-type]
@@ -717,8 +712,235 @@ def test_engine_transport_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_engine_lean_uses_given_clients() -> None:
     """Engine(client, transport="lean") takes endpoint, region and credentials from the client."""
     client = _session(token="T").client("dynamodb", endpoint_url="http://127.0.0.1:1")
+    sender = FakeSender()
     lean = _inner(Engine(client, transport="lean"))
-    assert lean.endpoints["dynamodb"] == "http://127.0.0.1:1/"
-    assert lean.region == "eu-west-1"
-    frozen = lean._credentials.get_frozen_credentials()
-    assert (frozen.access_key, frozen.token) == ("AKIDEXAMPLE", "T")
+    lean._sender = sender
+    assert lean.endpoint("dynamodb") == "http://127.0.0.1:1/"
+    lean.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    url, _, headers = sender.sent[0]
+    assert url == "http://127.0.0.1:1/"
+    assert "/eu-west-1/dynamodb/aws4_request" in headers["Authorization"]
+    assert "Credential=AKIDEXAMPLE/" in headers["Authorization"]
+    assert headers["X-Amz-Security-Token"] == "T"
+
+
+def test_environment_never_overrides_given_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STREAMODEL_TRANSPORT picks the default transport, never the one for clients the program
+    passed in; a bad value names the variable."""
+    from streamodel.transport import BotocoreTransport
+
+    monkeypatch.setenv("STREAMODEL_TRANSPORT", "lean")
+    client = _session().client("dynamodb", endpoint_url=ENDPOINT)
+    assert isinstance(_inner(Engine(client)), BotocoreTransport)
+    monkeypatch.setenv("STREAMODEL_TRANSPORT", "fast")
+    with pytest.raises(ValueError, match="STREAMODEL_TRANSPORT"):
+        Engine(endpoint_url=ENDPOINT)
+
+
+# -- botocore's configuration, honoured -----------------------------------------------------
+
+
+def _route_of(transport: LeanTransport) -> Any:
+    transport.endpoint("dynamodb")
+    return transport._routes["dynamodb"]
+
+
+def test_connection_settings_come_from_the_client(tmp_path: Any) -> None:
+    """verify, a CA bundle, client certificate, timeouts and pool size are the client's."""
+    from botocore.config import Config
+
+    from streamodel.transport.pool import ConnectionPool
+
+    (tmp_path / "ca.pem").write_text("not read until a TLS connection is made")
+    config = Config(connect_timeout=3, read_timeout=7, max_pool_connections=4)
+    client = _session().client(
+        "dynamodb",
+        endpoint_url=ENDPOINT,
+        verify=str(tmp_path / "ca.pem"),
+        config=config,
+        # botocore's client_cert config: (certificate, key)
+    )
+    pool = _route_of(LeanTransport(dynamodb=client)).send
+    assert isinstance(pool, ConnectionPool)
+    assert (pool._verify, pool._ca_bundle) == (True, str(tmp_path / "ca.pem"))
+    assert (pool._connect_timeout, pool._read_timeout, pool._max_idle) == (3, 7, 4)
+    unverified = _session().client("dynamodb", endpoint_url=ENDPOINT, verify=False)
+    assert _route_of(LeanTransport(dynamodb=unverified)).send._verify is False
+    with_cert = _session().client(
+        "dynamodb",
+        endpoint_url=ENDPOINT,
+        config=Config(client_cert=(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))),
+    )
+    pool = _route_of(LeanTransport(dynamodb=with_cert)).send
+    assert (pool._cert_file, pool._key_file) == (str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+
+
+def test_an_endpoint_behind_a_proxy_goes_through_botocores_http_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Proxies from Config or the environment (NO_PROXY honoured) send through the client's
+    own HTTP session, with its proxy credentials."""
+    from botocore.config import Config
+
+    from streamodel.transport.lean import BotocoreHTTPSender
+    from streamodel.transport.pool import ConnectionPool
+
+    configured = _session().client(
+        "dynamodb",
+        endpoint_url=ENDPOINT,
+        config=Config(proxies={"https": "http://user:pw@127.0.0.1:3128"}),
+    )
+    sender = _route_of(LeanTransport(dynamodb=configured)).send
+    assert isinstance(sender, BotocoreHTTPSender)
+    assert sender.session is configured._endpoint.http_session
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")
+    from_environment = _session().client("dynamodb", endpoint_url=ENDPOINT)
+    assert isinstance(_route_of(LeanTransport(dynamodb=from_environment)).send, BotocoreHTTPSender)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "dynamodb.example.test")
+    bypassed = _session().client("dynamodb", endpoint_url=ENDPOINT)
+    assert isinstance(_route_of(LeanTransport(dynamodb=bypassed)).send, ConnectionPool)
+
+
+def _delegated(transport: LeanTransport, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The operations the transport hands to its botocore transport (which answers {})."""
+    seen: list[str] = []
+
+    def call(service: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        seen.append(operation)
+        return {}
+
+    monkeypatch.setattr(transport.botocore, "call", call)
+    return seen
+
+
+def test_a_before_send_handler_keeps_requests_on_the_botocore_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a before-send handler could answer (moto's mock_aws does), lean operations go
+    through botocore, so they never escape a mock; a handler that says enabled=False does not
+    count."""
+    client = _session().client("dynamodb", endpoint_url=ENDPOINT)
+    transport = LeanTransport(dynamodb=client, sender=FakeSender())
+    seen = _delegated(transport, monkeypatch)
+
+    class Handler:
+        enabled = True
+
+        def __call__(self, **kwargs: Any) -> None:
+            return None
+
+    handler = Handler()
+    client.meta.events.register("before-send.dynamodb", handler)
+    transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert seen == ["GetItem"]
+    handler.enabled = False
+    transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert seen == ["GetItem"]
+    assert len(transport._sender.sent) == 1  # type: ignore[union-attr]
+
+
+def test_changed_botocore_internals_fall_back_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When botocore's private parts are not what the lean path reads, every request goes
+    through botocore after a single WARNING, and none fails."""
+    client = _session().client("dynamodb", endpoint_url=ENDPOINT)
+    monkeypatch.delattr(type(client._endpoint.http_session), "send")
+    del client._endpoint.http_session._proxy_config
+    transport = LeanTransport(dynamodb=client, sender=FakeSender())
+    seen = _delegated(transport, monkeypatch)
+    with caplog.at_level("WARNING", logger="streamodel.transport"):
+        for _ in range(3):
+            assert transport.call("dynamodb", "Query", {"TableName": "t1"}) == {}
+        assert transport.call("dynamodbstreams", "GetRecords", {"ShardIterator": "i"}) == {}
+    assert seen == ["Query", "Query", "Query", "GetRecords"]
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+    assert "internals" in caplog.records[0].getMessage()
+
+
+# -- content codings --------------------------------------------------------------------------
+
+
+def test_identity_is_asked_for_and_compressed_answers_are_decoded() -> None:
+    """Requests ask for an identity encoding; a gzip or deflate answer anyway is decoded."""
+    import gzip
+
+    body = json.dumps({"Item": WIRE_ITEM_JSON}).encode()
+    gzipped = gzip.compress(body)
+    deflated = zlib.compress(body)
+    transport, sender = _lean(
+        (200, {"content-encoding": "gzip", "x-amz-crc32": str(zlib.crc32(gzipped))}, gzipped),
+        (200, {"content-encoding": "deflate"}, deflated),
+    )
+    for _ in range(2):
+        assert transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}}) == {
+            "Item": WIRE_ITEM
+        }
+    assert sender.sent[0][2]["Accept-Encoding"] == "identity"
+
+
+def test_unknown_or_broken_content_codings_are_refused_clearly() -> None:
+    """A coding streamodel does not decode is a TransportError that names it; a broken gzip
+    body is a retryable ServerError."""
+    transport, _ = _lean(
+        (200, {"content-encoding": "br"}, b"\x0b\x01\x80{}\x03"),
+        (200, {"content-encoding": "gzip"}, b"\x1f\x8b not gzip"),
+    )
+    with pytest.raises(TransportError, match="'br'") as refused:
+        transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert refused.value.code == "UnsupportedContentEncoding"
+    with pytest.raises(ServerError, match="gzip") as broken:
+        transport.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert broken.value.code == "InvalidResponse"
+
+
+# -- failures that retrying cannot fix ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "words"),
+    [
+        (
+            ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] self-signed"),
+            "CertificateVerifyFailed",
+            "certificate of dynamodb.example.test could not be verified",
+        ),
+        (
+            botocore.exceptions.SSLError(
+                endpoint_url=ENDPOINT,
+                error=ssl.SSLCertVerificationError(1, "certificate verify failed"),
+            ),
+            "CertificateVerifyFailed",
+            "could not be verified",
+        ),
+        (
+            botocore.exceptions.ProxyConnectionError(
+                proxy_url="http://127.0.0.1:3128",
+                error=OSError("Tunnel connection failed: 407 Proxy Authentication Required"),
+            ),
+            "ProxyAuthenticationRequired",
+            "proxy refused its credentials",
+        ),
+        (
+            (407, {"proxy-authenticate": 'Basic realm="p"'}, b"denied"),
+            "ProxyAuthenticationRequired",
+            "proxy refused its credentials",
+        ),
+    ],
+    ids=["tls", "tls-via-botocore", "proxy-connect", "proxy-forwarding"],
+)
+def test_certificate_and_proxy_refusals_fail_at_once(
+    failure: Answer, code: str, words: str
+) -> None:
+    """An unverifiable certificate or refused proxy credentials fail on the first attempt,
+    even for a read, with a TransportError that says what to fix."""
+    transport, sender = _lean(failure, failure)
+    retrying = RetryingTransport(transport, RetryPolicy(base=0.0001, max_wait=0.001))
+    with pytest.raises(TransportError, match=words) as caught:
+        retrying.call("dynamodb", "GetItem", {"TableName": "t1", "Key": {}})
+    assert not isinstance(caught.value, ServerError)
+    assert caught.value.code == code
+    assert len(sender.sent) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamodel.exceptions import ServerError, ThrottledError, TransportError
-from streamodel.transport.botocore import BotocoreTransport, default_client
+from streamodel.transport.botocore import BotocoreTransport, default_session, make_client
 from streamodel.transport.retry import RetryPolicy
 
 
@@ -59,7 +59,7 @@ def test_region_defaults_when_an_endpoint_is_given(monkeypatch: pytest.MonkeyPat
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    client = default_client("dynamodb", "http://127.0.0.1:1")
+    client = make_client("dynamodb", default_session(), "http://127.0.0.1:1")
     assert client.meta.region_name == "us-east-1"
 
 
