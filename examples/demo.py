@@ -30,8 +30,8 @@ from streamodel import (
     new_base,
     signals,
 )
-from streamodel.local import DynamoDBLocal
 from streamodel.stream import Change, Worker
+from streamodel.testing.local import DynamoDBLocal
 
 Base = new_base()
 

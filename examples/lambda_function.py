@@ -87,8 +87,8 @@ handler = worker.lambda_handler
 def main() -> None:
     """Run the function locally against DynamoDB Local through an emulated event source
     mapping (batches of 10, retries from the reported record)."""
-    from streamodel.local import DynamoDBLocal
-    from streamodel.stream.aws_lambda import LocalEventSourceMapping
+    from streamodel.testing.event_source_mapping import LocalEventSourceMapping
+    from streamodel.testing.local import DynamoDBLocal
 
     with DynamoDBLocal() as local:
         local_engine = Engine(endpoint_url=local.endpoint_url)

@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from streamodel.local import NPM_PACKAGE, DynamoDBLocal, DynamoDBLocalError, check_java, install
+from streamodel.testing.local import (
+    NPM_PACKAGE,
+    DynamoDBLocal,
+    DynamoDBLocalError,
+    check_java,
+    install,
+)
 
 __all__ = ["SUBCOMMANDS", "CLIError", "build_parser", "load_object", "main"]
 

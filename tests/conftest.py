@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from streamodel.testing.local import DynamoDBLocal
 
 # boto3 must work on a machine with no AWS configuration, and must never pick up a developer's
 # profile (which could point at a real account) while the tests run.
@@ -25,29 +29,20 @@ for _name in ("NO_PROXY", "no_proxy"):
 
 
 @pytest.fixture(scope="session")
-def local_endpoint() -> Iterator[str]:
-    """One DynamoDB Local for the whole session; yields its endpoint URL.
+def local_endpoint(streamodel_local: DynamoDBLocal) -> Iterator[str]:
+    """The session's DynamoDB Local (the plugin's ``streamodel_local``); yields its endpoint URL.
 
-    One instance, because DynamoDB Local slows down as stream tables are created and dropped
-    (STREAMS.md): tests create tables once per session with ``nonce`` in the name. While it
-    runs, ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` point at it,
-    so ``Engine()`` with no arguments reaches it. It never skips: an integration test that
-    cannot reach DynamoDB Local fails, with the server's output in the message.
+    One instance, shared with the plugin's fixtures, because DynamoDB Local slows down as
+    stream tables are created and dropped (STREAMS.md): tests create tables once per session
+    with ``nonce`` in the name. While it runs, ``AWS_ENDPOINT_URL_DYNAMODB`` and
+    ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` point at it, so ``Engine()`` with no arguments
+    reaches it. It never skips: when DynamoDB Local cannot start, ``streamodel_local`` fails
+    the test with the server's output.
     """
-    from streamodel.local import DynamoDBLocal, DynamoDBLocalError
-
-    server = DynamoDBLocal()
-    try:
-        server.start()
-    except DynamoDBLocalError as exc:
-        pytest.fail(f"could not start DynamoDB Local for the integration tests:\n{exc}")
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url)
-            patch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", server.endpoint_url)
-            yield server.endpoint_url
-    finally:
-        server.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", streamodel_local.endpoint_url)
+        patch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", streamodel_local.endpoint_url)
+        yield streamodel_local.endpoint_url
 
 
 @pytest.fixture(scope="session")

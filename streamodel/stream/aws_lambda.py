@@ -50,9 +50,9 @@ Delivery guarantees:
   A record that does not fit its model (:class:`UndecodableRecordError`) is dead-lettered at
   once, as the worker does.
 
-:class:`LocalEventSourceMapping` emulates the event source mapping over a (DynamoDB Local)
-stream for tests: batches of one shard, partial batch responses, retries from the reported
-record, and redelivery of a whole batch.
+:class:`streamodel.testing.LocalEventSourceMapping` emulates the event source mapping over a
+(DynamoDB Local) stream for tests: batches of one shard, partial batch responses, retries from
+the reported record, and redelivery of a whole batch.
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ import decimal
 import hashlib
 import json
 import logging
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from streamodel import signals
@@ -79,7 +77,6 @@ from streamodel.exceptions import (
 )
 from streamodel.models import BaseModel
 from streamodel.stream.checkpoints import raw_record_json, state_model
-from streamodel.stream.coordinator import Coordinator, Position
 from streamodel.stream.records import Change, UndecodableRecordError, decode_record
 from streamodel.stream.shards import pad_sequence, parse_sequence
 from streamodel.stream.worker import DeadLetterInfo, Worker
@@ -92,9 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATE_LIFETIME",
-    "Invocation",
     "LambdaHandler",
-    "LocalEventSourceMapping",
     "botocore_record",
     "lambda_event",
     "lambda_handler",
@@ -106,7 +101,6 @@ logger = logging.getLogger("streamodel.lambda")
 
 LambdaEvent = Mapping[str, Any]
 LambdaResponse = dict[str, Any]
-LambdaFunction = Callable[[dict[str, Any], Any], Any]
 # How many times a counter write retries when another invocation moved it meanwhile.
 _COUNTER_RETRIES = 10
 
@@ -458,135 +452,22 @@ def lambda_handler(
     )
 
 
-# -- a local event source mapping ----------------------------------------------------------------
-@dataclass
-class Invocation:
-    """One call of the function by :class:`LocalEventSourceMapping`."""
-
-    event: dict[str, Any]
-    response: Any = None
-    error: BaseException | None = None
-
-    @property
-    def sequence_numbers(self) -> list[str]:
-        return [str(r["dynamodb"]["SequenceNumber"]) for r in self.event["Records"]]
+# The emulator moved to streamodel.testing (it is a test helper, not a Lambda runtime piece);
+# the old names keep working for a while, with a warning that names the new place.
+_MOVED = {"Invocation", "LocalEventSourceMapping"}
 
 
-class LocalEventSourceMapping:
-    """Emulates Lambda's DynamoDB Streams event source mapping over real streams (for tests).
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import warnings
 
-    It reads ``models``' streams (DynamoDB Local's, through the engine) from ``start``, turns
-    records into Lambda's JSON shape and calls ``function(event, context)`` with batches of
-    at most ``batch_size`` records of one shard, oldest shard first, as the real mapping
-    does with ``FunctionResponseTypes=["ReportBatchItemFailures"]``: a batch whose response
-    lists failures is retried from the lowest reported sequence number (that record and the
-    ones after it; those before count as done); a response naming a record not in the batch,
-    or a function that raises, retries the whole batch. Unlike the real mapping it calls the
-    function for one shard at a time and never gives up on a batch (no
-    ``MaximumRetryAttempts``): the function's own dead letters must end a poison record.
-    """
+        from streamodel.testing import event_source_mapping
 
-    def __init__(
-        self,
-        engine: Engine,
-        models: type[BaseModel] | Sequence[type[BaseModel]],
-        function: LambdaFunction,
-        *,
-        batch_size: int = 100,
-        start: Position = "trim_horizon",
-        region: str = "us-east-1",
-    ) -> None:
-        if not 1 <= batch_size <= 10_000:
-            raise ValueError("batch_size must be 1 to 10000 (Lambda's limit)")
-        self.engine = engine
-        self.function = function
-        self.batch_size = batch_size
-        self.region = region
-        chosen = [models] if isinstance(models, type) else list(models)
-        self._readers = [Coordinator(engine.transport, engine.stream_arn(m), start) for m in chosen]
-        self._pending: dict[tuple[str, str], deque[dict[str, Any]]] = {}
-        self.invocations: list[Invocation] = []
-
-    def poll(self, *, timeout: float = 30.0) -> None:
-        """Read every stream to its current end into the pending batches."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        for reader in self._readers:
-            while True:
-                raw = reader.next_record()
-                if raw is not None:
-                    queue = self._pending.setdefault((reader.stream_arn, raw.shard_id), deque())
-                    queue.append(
-                        lambda_record(
-                            raw.record, event_source_arn=reader.stream_arn, aws_region=self.region
-                        )
-                    )
-                    continue
-                if _caught_up(reader) or time.monotonic() > deadline:
-                    break
-
-    def invoke_next(self) -> Invocation | None:
-        """Call the function once with the oldest pending batch; None when nothing is pending."""
-        for queue in self._pending.values():
-            if queue:
-                break
-        else:
-            return None
-        batch = [queue[i] for i in range(min(self.batch_size, len(queue)))]
-        invocation = self._invoke(batch)
-        done = _done_count(batch, invocation)
-        for _ in range(done):
-            queue.popleft()
-        return invocation
-
-    def run(self, *, max_invocations: int = 1000) -> list[Invocation]:
-        """Poll, then invoke until nothing is pending; return this run's invocations."""
-        self.poll()
-        made: list[Invocation] = []
-        while True:
-            if len(made) >= max_invocations:
-                raise RuntimeError(f"still failing after {max_invocations} invocations")
-            invocation = self.invoke_next()
-            if invocation is None:
-                return made
-            made.append(invocation)
-
-    def redeliver(self, invocation: Invocation) -> Invocation:
-        """Call the function again with the same event (Lambda may deliver a batch twice,
-        e.g. after a timeout); the pending batches are not changed."""
-        return self._invoke(invocation.event["Records"])
-
-    def _invoke(self, records: Sequence[Mapping[str, Any]]) -> Invocation:
-        invocation = Invocation(lambda_event(records))
-        try:
-            invocation.response = self.function(copy.deepcopy(invocation.event), None)
-        except Exception as error:  # the real mapping retries the batch; so do we
-            invocation.error = error
-        self.invocations.append(invocation)
-        return invocation
-
-
-def _caught_up(reader: Coordinator) -> bool:
-    shards = reader.shards
-    for shard in shards.values():
-        if shard.buffer:
-            return False
-        if not (shard.done or shard.closed) and shard.empty_streak < 2:
-            return False
-    return bool(shards)
-
-
-def _done_count(batch: Sequence[Mapping[str, Any]], invocation: Invocation) -> int:
-    """How many records of ``batch`` the mapping counts as done after ``invocation``."""
-    if invocation.error is not None:
-        return 0
-    response = invocation.response
-    failures = response.get("batchItemFailures") if isinstance(response, Mapping) else None
-    if not failures:
-        return len(batch)
-    sequences = [str(r["dynamodb"]["SequenceNumber"]) for r in batch]
-    reported = [str(f.get("itemIdentifier", "")) for f in failures if isinstance(f, Mapping)]
-    if not reported or any(s not in sequences for s in reported):
-        return 0  # an unknown identifier: Lambda retries the whole batch
-    return min(sequences.index(s) for s in reported)
+        warnings.warn(
+            f"streamodel.stream.aws_lambda.{name} moved to streamodel.testing.{name}; "
+            "import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(event_source_mapping, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,9 +34,9 @@ sys.path.insert(0, str(HERE))
 import scaling_app  # noqa: E402
 
 from streamodel import Engine  # noqa: E402
-from streamodel.local import DynamoDBLocal  # noqa: E402
-from streamodel.testing import FakeStreams  # noqa: E402
-from streamodel.testing_http import FakeStreamsServer  # noqa: E402
+from streamodel.testing.fake_streams import FakeStreams  # noqa: E402
+from streamodel.testing.http import FakeStreamsServer  # noqa: E402
+from streamodel.testing.local import DynamoDBLocal  # noqa: E402
 
 MARKER = "<!-- scaling table -->"
 

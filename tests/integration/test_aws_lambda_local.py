@@ -15,13 +15,13 @@ from streamodel import Column, Engine, Integer, String, new_base
 from streamodel.exceptions import MissingObjectsError
 from streamodel.stream import Change, Worker
 from streamodel.stream.aws_lambda import (
-    LocalEventSourceMapping,
     botocore_record,
     lambda_event,
     lambda_record,
 )
 from streamodel.stream.coordinator import Coordinator
 from streamodel.stream.records import decode_record
+from streamodel.testing.event_source_mapping import LocalEventSourceMapping
 from streamodel.transactions import WriteTransaction
 from streamodel.types import ALL_TYPES
 

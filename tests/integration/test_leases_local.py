@@ -21,8 +21,8 @@ import pytest
 
 from streamodel import Engine
 from streamodel.stream.checkpoints import SHARD_END, START_MARKER, StateStore
-from streamodel.testing import FakeStreams
-from streamodel.testing_http import FakeStreamsServer
+from streamodel.testing.fake_streams import FakeStreams
+from streamodel.testing.http import FakeStreamsServer
 
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))

@@ -16,8 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from streamodel import local
-from streamodel.local import DynamoDBLocal, DynamoDBLocalError
+from streamodel.testing import local
+from streamodel.testing.local import DynamoDBLocal, DynamoDBLocalError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_sigkilled_parent_leaves_no_java_behind() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from streamodel.local import DynamoDBLocal
+        from streamodel.testing.local import DynamoDBLocal
         server = DynamoDBLocal().start()
         print(server.pid, flush=True)
         sys.stdin.read()  # hold the server until the test kills us

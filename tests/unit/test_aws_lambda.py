@@ -13,8 +13,6 @@ from streamodel import Column, Engine, Integer, String, new_base, signals
 from streamodel.exceptions import InvalidModelError
 from streamodel.stream import Change, Worker
 from streamodel.stream.aws_lambda import (
-    Invocation,
-    _done_count,
     botocore_record,
     lambda_event,
     lambda_handler,
@@ -22,6 +20,7 @@ from streamodel.stream.aws_lambda import (
     table_name_from_arn,
 )
 from streamodel.stream.records import decode_record
+from streamodel.testing.event_source_mapping import Invocation, _done_count
 
 Base = new_base()
 

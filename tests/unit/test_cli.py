@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamodel import cli
-from streamodel.local import DynamoDBLocalError
+from streamodel.testing.local import DynamoDBLocalError
 
 
 def test_local_parses_port_and_db_path() -> None:

@@ -18,7 +18,7 @@ from streamodel.exceptions import (
     TransportError,
     TrimmedDataError,
 )
-from streamodel.testing import FakeStreams
+from streamodel.testing.fake_streams import FakeStreams
 
 SERVICE_MODEL = get_session().get_service_model("dynamodbstreams")
 

@@ -14,7 +14,7 @@ from botocore.validate import ParamValidator
 
 from streamodel.exceptions import InvalidPositionError, ResourceNotFoundError
 from streamodel.stream.coordinator import Coordinator, RawRecord
-from streamodel.testing import FakeStreams
+from streamodel.testing.fake_streams import FakeStreams
 from streamodel.transport import RetryingTransport, RetryPolicy
 from streamodel.transport.base import Service
 

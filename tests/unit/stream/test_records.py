@@ -8,7 +8,7 @@ import pytest
 
 from streamodel import Column, Integer, String, new_base
 from streamodel.stream.records import decode_record, is_ttl_delete
-from streamodel.testing import FakeStreams
+from streamodel.testing.fake_streams import FakeStreams
 
 Base = new_base()
 

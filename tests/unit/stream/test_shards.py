@@ -15,7 +15,7 @@ from streamodel.stream.shards import (
     pad_sequence,
     parse_sequence,
 )
-from streamodel.testing import FakeStreams
+from streamodel.testing.fake_streams import FakeStreams
 from streamodel.transport import RetryingTransport, RetryPolicy
 
 FAST = RetryPolicy(base=0.0001, max_wait=0.001)

@@ -1,16 +1,12 @@
-"""Helpers for testing code that uses streamodel.
+"""FakeStreams: an in-memory DynamoDB Streams service behind the
+:class:`~streamodel.transport.Transport` protocol, with splits, trimming and fault injection.
 
-Sections:
-
-- :class:`FakeStreams`: an in-memory DynamoDB Streams service behind the
-  :class:`~streamodel.transport.Transport` protocol, with splits, trimming and fault injection.
+DynamoDB Local keeps one shard per table and never splits it, so shard lineage, splits,
+trimmed data and throttling can only be tested against this fake.
 """
 
 from __future__ import annotations
 
-# ------------------------------------------------------------------------------------------
-# FakeStreams: an in-memory DynamoDB Streams transport
-# ------------------------------------------------------------------------------------------
 import copy
 import hashlib
 import itertools
