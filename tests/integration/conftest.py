@@ -49,3 +49,48 @@ def recorder(
     """An engine whose requests to DynamoDB Local are recorded."""
     transport = RecordingTransport(BotocoreTransport(endpoint_url=local_endpoint))
     yield Engine(transport=transport, table_name_template=table_template), transport
+
+
+# -- loopback TLS, proxy and recording servers (tests/support) ----------------------------
+
+
+def _support() -> Any:
+    """``tests/support`` as the ``support`` package (``tests/`` on ``sys.path``)."""
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parents[1])
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import support
+
+    return support
+
+
+@pytest.fixture
+def tls_terminator(local_endpoint: str) -> Iterator[Any]:
+    """A started loopback TLS terminator in front of DynamoDB Local (its own test CA)."""
+    with _support().TLSTerminator(local_endpoint) as terminator:
+        yield terminator
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[Any]:
+    """A started loopback HTTP proxy (CONNECT and absolute-URI) requiring Basic auth."""
+    with _support().ConnectProxy() as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def recording_forwarder(local_endpoint: str) -> Iterator[Any]:
+    """A plain-HTTP forwarder to DynamoDB Local that records every request's headers."""
+    with _support().TLSTerminator(local_endpoint, tls=False, record=True) as forwarder:
+        yield forwarder
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy settings from the environment (the suite's NO_PROXY lists loopback)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
