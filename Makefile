@@ -11,12 +11,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The stamp makes `make test` / `make demo` reinstall only when pyproject.toml changed.
 STAMP := $(VENV)/.installed
+# The lowest runtime versions pyproject.toml's bounds allow; `make test` runs the unit tests on
+# them too (in their own venv), so the bounds are ones CI has proven.
+LOWEST := .venv-lowest
+LOWEST_PINS := boto3==1.34.0 botocore==1.34.0 marshmallow==4.4.0 blinker==1.9.0 tenacity==9.0.0
+LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: help install test lint demo bench reliability clean
+.PHONY: help install test test-lowest lint demo bench reliability clean
 
 help:
 	@echo "make install      create .venv, install streamodel[dev], fetch DynamoDB Local"
-	@echo "make test         unit + integration tests (starts DynamoDB Local itself)"
+	@echo "make test         unit + integration tests (starts DynamoDB Local itself), and"
+	@echo "                  the unit tests again on the lowest boto3/botocore allowed"
 	@echo "make lint         ruff check, ruff format --check, mypy --strict"
 	@echo "make demo         run examples/demo.py"
 	@echo "make bench        run the benchmarks in tests/benchmarks"
@@ -35,8 +41,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/streamodel local install
 	touch $@
 
-test: $(STAMP)
+test: $(STAMP) test-lowest
 	$(BIN)/python -m pytest -q
+
+$(LOWEST_STAMP): pyproject.toml Makefile
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet $(LOWEST_PINS) pytest hypothesis 'moto[dynamodb]' trustme
+	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/python -c 'import boto3, botocore; print("unit tests on boto3", boto3.__version__, "botocore", botocore.__version__)'
+	$(LOWEST)/bin/python -m pytest -q tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -60,5 +77,5 @@ reliability: $(STAMP)
 	$(BIN)/python tests/reliability/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -110,7 +110,11 @@ def test_rendered_conditions_are_placeholders_and_syntax_only(
         placeholders_used(expression, params)
         again = Renderer()
         assert again.condition(condition) == expression and again.params() == params
-        request = {"TableName": "t", "Key": {"id": {"S": "k"}}, "ConditionExpression": expression}
+        request = {
+            "TableName": "fuzzed",
+            "Key": {"id": {"S": "k"}},
+            "ConditionExpression": expression,
+        }
         valid_request("dynamodb", "DeleteItem", {**request, **params})
 
     check()
