@@ -26,9 +26,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import marshmallow
-
 from streamodel import types as t
+from streamodel._marshmallow import marshmallow
 from streamodel.actions import Action
 from streamodel.conditions import NotExists
 

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import marshmallow
-
+from streamodel._marshmallow import marshmallow
 from streamodel.conditions import Path
 from streamodel.exceptions import InvalidConditionError
 from streamodel.types import JSON, DynamoType, List, Set, Wire, _json_dump

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
-import marshmallow
-
+from streamodel._marshmallow import marshmallow
 from streamodel.exceptions import InvalidConditionError
 from streamodel.types import JSON, DynamoType, List, Map, Set, Wire
 

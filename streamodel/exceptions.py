@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import marshmallow
+from streamodel._marshmallow import marshmallow
 
 __all__ = [
     "BatchWriteError",

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import marshmallow
-
+from streamodel._marshmallow import marshmallow
 from streamodel.exceptions import ValidationError
 
 if TYPE_CHECKING:

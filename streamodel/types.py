@@ -25,8 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-import marshmallow
-from marshmallow import fields
+from streamodel._marshmallow import fields, marshmallow
 
 __all__ = [
     "ALL_TYPES",
