@@ -65,6 +65,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
+	# The TLS rows' terminator: socat (C, OpenSSL) when it can be had, else a Python one.
+	command -v socat >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get install -y -qq socat || { apt-get update -qq && apt-get install -y -qq socat; }; } \
+		>/dev/null 2>&1; } || echo "no socat: the TLS rows use tests/support/tls.py" >&2
 	if find tests/benchmarks -name 'test_*.py' -o -name '*_test.py' 2>/dev/null | grep -q .; then \
 		$(BIN)/python -m pytest tests/benchmarks -q -s; \
 	elif [ -f tests/benchmarks/run.py ]; then \

@@ -9,21 +9,29 @@ Measures, on one 11-attribute model (strings, int, Decimal, bool, aware datetime
   on the botocore and on the lean transport): ops/s, ratio to raw boto3, p50 latency and
   client CPU per operation;
 * streams: replay of N changes from TRIM_HORIZON into objects (raw boto3 loop with
-  hand-written unpacking vs ``engine.stream``), and save -> handler latency of a Worker.
+  hand-written unpacking vs ``engine.stream``), and save -> handler latency of a Worker;
+* over TLS: the single-item operations, a scan and a query against the same DynamoDB Local
+  behind loopback TLS terminators (``tls_front.py``, a test CA trusted through
+  ``AWS_CA_BUNDLE`` / ``verify=``), raw boto3 and streamodel on both transports, with the
+  new TLS connections counted during the timed rounds;
+* cold start: process start to the first answered ``GetItem``, a child process per run, for
+  streamodel, raw boto3 and PynamoDB.
 
 Usage: ``python tests/benchmarks/run.py [--n 500] [--write docs/performance.md]``
-(``BENCH_N`` also sets N). The default run takes about two minutes on two cores.
+(``BENCH_N`` also sets N). The default run takes about four minutes on two cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import cProfile
 import dataclasses
 import datetime
 import decimal
 import gc
 import io
+import json
 import os
 import platform
 import pstats
@@ -61,8 +69,8 @@ from streamodel import (  # noqa: E402
     new_base,
 )
 from streamodel._diff import fill, plan_save  # noqa: E402
-from streamodel.local import DynamoDBLocal  # noqa: E402
 from streamodel.models import new_instance  # noqa: E402
+from streamodel.testing.local import DynamoDBLocal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = datetime.UTC
@@ -505,20 +513,28 @@ def pynamodb_steps(model: Any, n: int, tenant: str) -> Iterator[Step]:
     yield "batch get", batches * SCANS, 100
     yield "scan", [lambda: len(list(model.scan()))] * SCANS, None
     yield "query", [lambda: len(list(model.query(tenant)))] * SCANS, None
+    # Like for like: PynamoDB's one-column update is update(actions=...); it conditions it on
+    # the version unless told not to, and advances the version either way.
     yield (
         "update 1 column",
         [
-            (lambda o=o, i=i: o.update(actions=[model.name.set(f"renamed {i}")]))
+            (
+                lambda o=o, i=i: o.update(
+                    actions=[model.name.set(f"renamed {i}")], add_version_condition=False
+                )
+            )
             for i, o in enumerate(objs)
         ],
         1,
     )
-
-    def versioned(o: Any, i: int) -> None:
-        o.name = f"again {i}"
-        o.save()
-
-    yield "versioned update", [(lambda o=o, i=i: versioned(o, i)) for i, o in enumerate(objs)], 1
+    yield (
+        "versioned update",
+        [
+            (lambda o=o, i=i: o.update(actions=[model.name.set(f"again {i}")]))
+            for i, o in enumerate(objs)
+        ],
+        1,
+    )
 
 
 def streamodel_steps(engine: Engine, n: int, tenant: str) -> Iterator[Step]:
@@ -688,6 +704,316 @@ def worker_latency(engine: Engine, count: int) -> str:
         return f"failed: {type(error).__name__}: {error}"
 
 
+# -- over TLS: DynamoDB Local behind loopback TLS terminators -----------------------------------
+
+TLS_CLIENTS = ("raw boto3", "streamodel botocore", "streamodel lean")
+TLS_OPS = ("save", "get", "scan", "query", "update 1 column", "versioned update")
+
+
+class TLSFront:
+    """``tls_front.py`` in a child process: one TLS terminator per client in front of
+    ``upstream`` (one test CA), and each terminator's count of accepted connections."""
+
+    def __init__(self, upstream: str, names: tuple[str, ...]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("tls_front.py")), upstream, *names],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in, self._out = self.process.stdin, self.process.stdout
+        started = json.loads(self._out.readline())
+        self.ca_bundle: str = started["ca_bundle"]
+        self.endpoints: dict[str, str] = started["endpoints"]
+        self.terminator: str = started["terminator"]
+
+    def accepted(self) -> dict[str, int]:
+        """Connections each terminator has accepted so far."""
+        self._in.write("count\n")
+        self._in.flush()
+        counts: dict[str, int] = json.loads(self._out.readline())
+        return counts
+
+    def close(self) -> None:
+        self._in.close()
+        self.process.wait(timeout=30)
+
+
+def only(steps: Iterator[Step], ops: tuple[str, ...]) -> Iterator[Step]:
+    """The steps named in ``ops`` (the others are still generated, in order, and skipped)."""
+    return (step for step in steps if step[0] in ops)
+
+
+@dataclasses.dataclass
+class TLSRun:
+    network: dict[str, dict[str, Result]]
+    new_connections: dict[str, int]  # accepted by each client's terminator in the timed rounds
+    lean_opened: int  # LeanTransport.connections_opened in the timed rounds
+    rounds: int
+    terminator: str  # what terminated TLS (tls_front.py's choice)
+
+
+def run_tls(endpoint: str, n: int, rounds: int) -> TLSRun:
+    """The TLS rows: the clients take turns as in the plain section (``interleaved``), after
+    one untimed warm-up pass that opens the connections and warms the JVM for these tables.
+    Raw boto3 trusts the test CA through ``verify=``, streamodel through ``AWS_CA_BUNDLE``
+    (as it reaches its botocore clients)."""
+    front = TLSFront(endpoint, TLS_CLIENTS)
+    previous = os.environ.get("AWS_CA_BUNDLE")
+    os.environ["AWS_CA_BUNDLE"] = front.ca_bundle
+    try:
+        raw = boto3.client(
+            "dynamodb", endpoint_url=front.endpoints["raw boto3"], verify=front.ca_bundle
+        )
+        create_raw_table(raw, "bench-tls-raw")
+        engines = {
+            name: Engine(
+                endpoint_url=front.endpoints[name],
+                table_name_template=f"bench-tls-{transport}-{{table_name}}",
+                transport=transport,  # type: ignore[arg-type]
+            )
+            for name, transport in (
+                ("streamodel botocore", "botocore"),
+                ("streamodel lean", "lean"),
+            )
+        }
+        for engine in engines.values():
+            engine.bind(Account)
+        lean = engines["streamodel lean"].transport.inner  # type: ignore[attr-defined]
+
+        def steps(tenant: str, count: int) -> dict[str, Iterator[Step]]:
+            return {
+                "raw boto3": only(raw_steps(raw, "bench-tls-raw", count, tenant), TLS_OPS),
+                **{
+                    name: only(streamodel_steps(e, count, tenant), TLS_OPS)
+                    for name, e in engines.items()
+                },
+            }
+
+        print("TLS: warm-up pass (untimed)...", flush=True)
+        interleaved(steps("tlswarm", min(n, 100)))
+        accepted_before, opened_before = front.accepted(), lean.connections_opened
+        all_rounds: dict[str, list[dict[str, Result]]] = {name: [] for name in TLS_CLIENTS}
+        for r in range(rounds):
+            print(f"TLS round {r + 1}: every client side by side (N={n})...", flush=True)
+            for name, ops in interleaved(steps(f"tls{r}", n)).items():
+                all_rounds[name].append(ops)
+        accepted_after, opened_after = front.accepted(), lean.connections_opened
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_CA_BUNDLE", None)
+        else:
+            os.environ["AWS_CA_BUNDLE"] = previous
+        front.close()
+    network = {
+        name: {op: max((r[op] for r in rs), key=lambda x: x.ops_per_s) for op in rs[0]}
+        for name, rs in all_rounds.items()
+    }
+    return TLSRun(
+        network,
+        {name: accepted_after[name] - accepted_before[name] for name in TLS_CLIENTS},
+        opened_after - opened_before,
+        rounds,
+        front.terminator,
+    )
+
+
+def report_tls(run: TLSRun) -> list[str]:
+    lines = [
+        "### Over TLS (DynamoDB Local behind a loopback TLS terminator; ops/s: median of the "
+        "client's turns; ratio to raw boto3; client CPU per item)",
+        "",
+        "| operation | " + " | ".join(TLS_CLIENTS) + " |",
+        "| --- |" + " ---: |" * len(TLS_CLIENTS),
+    ]
+    base_client = run.network["raw boto3"]
+    for op in base_client:
+        base = base_client[op].ops_per_s
+        cells = [
+            f"{r.ops_per_s:,.0f}/s ({r.ops_per_s / base:.2f}x), {us(r.cpu_per_op)} µs CPU"
+            for r in (run.network[client][op] for client in TLS_CLIENTS)
+        ]
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    lean = run.network["streamodel lean"]
+    ratios = {op: lean[op].ops_per_s / base_client[op].ops_per_s for op in lean}
+    single = [op for op in ratios if op not in ("scan", "query")]
+    verdict = "met" if min(ratios.values()) >= 1.5 else "not met"
+    lines += [
+        "",
+        "New TLS connections during the timed rounds (each terminator's accepted count after "
+        f"the {run.rounds} timed round(s) minus before, after an untimed warm-up pass): "
+        + ", ".join(f"{name} {count}" for name, count in run.new_connections.items())
+        + f"; streamodel lean `connections_opened`: {run.lean_opened}.",
+        "",
+        f"Target (lean ≥ 1.5x raw boto3 over TLS, single-item ops and scans): {verdict} "
+        f"(single-item {min(ratios[op] for op in single):.2f}x to "
+        f"{max(ratios[op] for op in single):.2f}x, scan {ratios['scan']:.2f}x, "
+        f"query {ratios['query']:.2f}x).",
+        "",
+        f"TLS is terminated by {run.terminator}, one terminator per client, outside this "
+        "process (`tests/benchmarks/tls_front.py`; certificates from one `trustme` test CA), "
+        "so its TLS work is not in the clients' CPU figures; every request crosses it, so its "
+        "latency is in every client's rate. Raw boto3 trusts the CA with `verify=`, "
+        "streamodel through `AWS_CA_BUNDLE`. The rows send what the plain-HTTP rows send.",
+        "",
+    ]
+    return lines
+
+
+# -- cold start: process start to the first answered GetItem ---------------------------------
+
+COLD_TABLE = "bench-cold"
+_COLD_END = "\nprint(time.perf_counter() - _t0)\n"
+COLD_CHILDREN = {
+    "streamodel": """import time
+_t0 = time.perf_counter()
+from streamodel import Column, Engine, String, new_base
+
+Base = new_base()
+
+
+class Item(Base):
+    class Meta:
+        table_name = "bench-cold"
+
+    id = Column(String, hash_key=True)
+    name = Column(String)
+
+
+engine = Engine()
+item = Item(id="cold")
+engine.load(item)
+assert item.name == "cold start"
+""",
+    "raw boto3": """import time
+_t0 = time.perf_counter()
+import boto3
+
+answer = boto3.client("dynamodb").get_item(TableName="bench-cold", Key={"id": {"S": "cold"}})
+assert answer["Item"]["name"]["S"] == "cold start"
+""",
+    "PynamoDB": """import time
+_t0 = time.perf_counter()
+import os
+
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.models import Model
+
+
+class Item(Model):
+    class Meta:
+        table_name = "bench-cold"
+        host = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+        region = os.environ["AWS_DEFAULT_REGION"]
+
+    id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+
+
+assert Item.get("cold").name == "cold start"
+""",
+}
+
+
+@dataclasses.dataclass
+class ColdStart:
+    inside: dict[str, float]  # best seconds from the child's first line to the answer
+    whole: dict[str, float]  # best wall seconds of the whole child process
+    runs: int
+    bytecode: str
+
+
+def precompile_streamodel() -> str:
+    """boto3, botocore and PynamoDB come with their bytecode in site-packages; streamodel is
+    installed editable from the work tree, and with ``PYTHONDONTWRITEBYTECODE`` set every
+    child would compile it from source. Compile it once, as an installed package is."""
+    import streamodel
+
+    package = Path(streamodel.__file__).parent
+    compileall.compile_dir(str(package), quiet=1)
+    flag = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    return (
+        f"streamodel precompiled with `compileall` before the runs "
+        f"(PYTHONDONTWRITEBYTECODE={'set' if flag else 'unset'} here)"
+    )
+
+
+def run_cold_start(endpoint: str, runs: int) -> ColdStart:
+    client = boto3.client("dynamodb", endpoint_url=endpoint)
+    client.create_table(
+        TableName=COLD_TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.put_item(TableName=COLD_TABLE, Item={"id": {"S": "cold"}, "name": {"S": "cold start"}})
+    bytecode = precompile_streamodel()
+    env = {**os.environ, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}
+    env.pop("AWS_CA_BUNDLE", None)
+    inside: dict[str, list[float]] = {name: [] for name in COLD_CHILDREN}
+    whole: dict[str, list[float]] = {name: [] for name in COLD_CHILDREN}
+    names = list(COLD_CHILDREN)
+    for r in range(runs):
+        # Alternating, in a rotating order, so drift on the machine hits all three.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            started = time.perf_counter()
+            child = subprocess.run(
+                [sys.executable, "-c", COLD_CHILDREN[name] + _COLD_END],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            wall = time.perf_counter() - started
+            if child.returncode != 0:
+                raise RuntimeError(f"cold start of {name} failed: {child.stderr[-2000:]}")
+            inside[name].append(float(child.stdout.split()[-1]))
+            whole[name].append(wall)
+    return ColdStart(
+        {name: min(v) for name, v in inside.items()},
+        {name: min(v) for name, v in whole.items()},
+        runs,
+        bytecode,
+    )
+
+
+def report_cold(cold: ColdStart) -> list[str]:
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:,.0f} ms"
+
+    lines = [
+        f"### Cold start: process start to the first answered GetItem (best of {cold.runs}; "
+        "lower is better)",
+        "",
+        "| | streamodel | raw boto3 | PynamoDB | streamodel ÷ raw boto3 | streamodel ÷ PynamoDB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, times in (
+        ("in the child, from its first line", cold.inside),
+        ("whole child process (interpreter start included)", cold.whole),
+    ):
+        sm = times["streamodel"]
+        lines.append(
+            f"| {label} | {ms(sm)} | {ms(times['raw boto3'])} | {ms(times['PynamoDB'])} | "
+            f"{sm / times['raw boto3']:.2f}x | {sm / times['PynamoDB']:.2f}x |"
+        )
+    ratio = cold.inside["streamodel"] / cold.inside["raw boto3"]
+    lines += [
+        "",
+        f"Target (streamodel ≤ raw boto3, in the child): {'met' if ratio <= 1 else 'not met'} "
+        f"({ratio:.2f}x). One child process per run, the three alternating in a rotating "
+        "order; each child imports its library, declares a one-table model (raw boto3: "
+        "none), makes its client and reads one item: streamodel "
+        "`Engine()` + `engine.load(obj)`, raw boto3 `boto3.client('dynamodb').get_item(...)`, "
+        f"PynamoDB `Model.get`. {cold.bytecode}; boto3, botocore and PynamoDB use the "
+        "bytecode installed with them.",
+        "",
+    ]
+    return lines
+
+
 # -- memory: a 100k-item scan and a 100k-change replay, without DynamoDB -------------------------
 
 
@@ -720,7 +1046,7 @@ def run_memory(total: int) -> list[str]:
     """Peak traced memory and process RSS of a ``total``-item scan and change replay."""
     import tracemalloc
 
-    from streamodel.testing import FakeStreams
+    from streamodel.testing.fake_streams import FakeStreams
 
     lines = []
     engine = Engine(transport=_PagedScan(total))  # type: ignore[arg-type]
@@ -772,7 +1098,7 @@ def run_memory(total: int) -> list[str]:
         "",
         "tracemalloc counts what the run allocated and still held at its peak (the fake "
         "stream's own records were built before it started); peak RSS is the process's "
-        "high-water mark, which includes the fake stream's 100k stored records.",
+        f"high-water mark, which includes the fake stream's {total:,} stored records.",
         "",
     ]
 
@@ -857,6 +1183,16 @@ def report(
         "save request adds the rendered `UpdateItem`. PynamoDB's full save request is "
         "`Model.save()` with its `dispatch` stubbed out.",
         "",
+    ]
+    if network:
+        lines += report_network(network, replays, latency)
+    return "\n".join(lines)
+
+
+def report_network(
+    network: dict[str, dict[str, Result]], replays: dict[str, Result], latency: str
+) -> list[str]:
+    lines = [
         "### Against DynamoDB Local (ops/s: median of the client's turns; ratio to raw boto3; "
         "client CPU per item)",
         "",
@@ -884,16 +1220,23 @@ def report(
             for client in CLIENTS
         ),
         "",
-        "What each row sends: save = raw `PutItem` with a version condition, PynamoDB "
-        "`save()`, streamodel `engine.save` (one conditional `UpdateItem`); get = raw "
-        "`GetItem`, PynamoDB `get`, streamodel `engine.load(obj)` (a `GetItem`); "
-        "batch get = 100 keys per call; batch gets, scans and queries read the N items "
-        "three times (ops = items); "
-        "update 1 column = raw unconditional `UpdateItem`, PynamoDB `update(actions=...)` "
-        "(adds its version check), streamodel: change one column and "
-        "`save(version_check=False)` (unconditional too: one SET, and the version advanced "
-        "by an ADD and read back); versioned update = raw conditional `UpdateItem`, PynamoDB "
-        "`save()`, streamodel `save`.",
+        "What each row sends, per client (raw boto3; PynamoDB; streamodel, both transports):",
+        "",
+        "- save (a new item, versioned): a `PutItem` conditioned on the version; "
+        "`save()`, a `PutItem` conditioned on the version; `engine.save(obj)`, one "
+        "`UpdateItem` that sets every column and the version, conditioned on the version.",
+        "- get: `GetItem`; `Model.get`, a `GetItem`; `engine.load(obj)`, a `GetItem`.",
+        "- batch get: `BatchGetItem` of 100 keys; `batch_get`; `engine.load(*objs)`; batch "
+        "gets, scans and queries read the N items three times (ops = items).",
+        "- update 1 column (unconditional): `UpdateItem` `SET name`; "
+        "`update(actions=[name.set(...)], add_version_condition=False)`, an `UpdateItem` "
+        "that also advances the version and returns the whole new item (`ALL_NEW`, as "
+        "PynamoDB always asks); change one column and `save(version_check=False)`, an "
+        "`UpdateItem` with one SET and the version advanced by an ADD and read back.",
+        "- versioned update (one column, conditioned on the version): `UpdateItem` `SET "
+        "name, version` with `version = :old`; `update(actions=[name.set(...)])`, the same "
+        "with PynamoDB's version condition (and `ALL_NEW`); change one column and "
+        "`save(obj)`, one SET plus the version, conditioned on it.",
         "",
         "### Streams",
         "",
@@ -907,7 +1250,7 @@ def report(
             f"| {name} | {r.ops_per_s:,.0f} | {r.ops_per_s / base:.2f}x | {us(r.cpu_per_op)} µs |"
         )
     lines += ["", f"Save → handler latency (Worker, default settings): {latency}", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -926,7 +1269,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scaling", action="store_true", help="also run tests/benchmarks/scaling.py"
     )
+    parser.add_argument(
+        "--tls-rounds", type=int, default=2, help="timed rounds of the TLS section (0: skip)"
+    )
+    parser.add_argument(
+        "--cold-runs", type=int, default=5, help="cold starts per library, best kept (0: skip)"
+    )
+    parser.add_argument(
+        "--no-plain",
+        action="store_true",
+        help="skip the plain-HTTP network rows, stream replays and worker latency",
+    )
     args = parser.parse_args(argv)
+    if args.memory_only:
+        # The memory child: only the memory rows, and only their Markdown on stdout (the
+        # parent writes it into the report as it is).
+        print("\n".join(run_memory(args.memory)))
+        return 0
     n = args.n
     started = time.perf_counter()
     command = "python tests/benchmarks/run.py " + " ".join(argv or sys.argv[1:])
@@ -952,9 +1311,6 @@ def main(argv: list[str] | None = None) -> int:
         print("== profile: streamodel wire -> object ==")
         print(profile(lambda: fill(new_instance(Account), wire), 3000))
 
-    if args.memory_only:
-        print("\n".join(run_memory(args.memory)))
-        return 0
     memory: list[str] = []
     if args.memory:
         # In a process of its own: its peak RSS is its own, and the 100k-record heap it
@@ -966,7 +1322,10 @@ def main(argv: list[str] | None = None) -> int:
             capture_output=True,
             text=True,
         )
-        memory = measured.stdout.splitlines()
+        lines = measured.stdout.splitlines()
+        # Only the memory section, should anything else ever print in the child.
+        heading = next(i for i, line in enumerate(lines) if line.startswith("### Memory"))
+        memory = lines[heading:]
         print("\n".join(memory), flush=True)
     if args.cpu_only:
         print(report_cpu(cpu))
@@ -974,6 +1333,9 @@ def main(argv: list[str] | None = None) -> int:
 
     network: dict[str, dict[str, Result]] = {}
     replays: dict[str, Result] = {}
+    latency = ""
+    tls: TLSRun | None = None
+    cold: ColdStart | None = None
     print("starting a fresh DynamoDB Local...", flush=True)
     with DynamoDBLocal() as local:
         endpoint = local.endpoint_url
@@ -981,65 +1343,27 @@ def main(argv: list[str] | None = None) -> int:
         for table in ("bench-warm", "bench-raw"):
             create_raw_table(client, table)
         warm_up(client, "bench-warm", 300)
+        if not args.no_plain:
+            network, replays, latency = run_plain(endpoint, client, n, args.net_rounds)
+        if args.cold_runs:
+            print(f"cold starts ({args.cold_runs} of each, alternating)...", flush=True)
+            cold = run_cold_start(endpoint, args.cold_runs)
 
-        pm = pynamodb_model(endpoint, "bench-pynamodb")
-        pm.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
-        engines = {
-            "streamodel botocore": Engine(
-                endpoint_url=endpoint,
-                table_name_template="bench-bc-{table_name}",
-                transport="botocore",
-            ),
-            "streamodel lean": Engine(
-                endpoint_url=endpoint,
-                table_name_template="bench-lean-{table_name}",
-                transport="lean",
-            ),
-        }
-        for engine in engines.values():
-            engine.bind(Account)
-
-        def steps(tenant: str) -> dict[str, Iterator[Step]]:
-            return {
-                "raw boto3": raw_steps(client, "bench-raw", n, tenant),
-                "PynamoDB": pynamodb_steps(pm, n, tenant),
-                **{name: streamodel_steps(e, n, tenant) for name, e in engines.items()},
-            }
-
-        # The clients take turns chunk by chunk within each operation (see interleaved);
-        # the first round also warms the JVM up for every request shape, and each
-        # operation reports its best round.
-        all_rounds: dict[str, list[dict[str, Result]]] = {name: [] for name in CLIENTS}
-        for r in range(args.net_rounds):
-            print(f"round {r + 1}: every client side by side (N={n})...", flush=True)
-            for name, ops in interleaved(steps(f"bench{r}")).items():
-                all_rounds[name].append(ops)
-        for name, rounds in all_rounds.items():
-            network[name] = {
-                op: max((round_[op] for round_ in rounds), key=lambda x: x.ops_per_s)
-                for op in rounds[0]
-            }
-
-        print("stream replay...", flush=True)
-        lean_table = engines["streamodel lean"].table_name(Account)
-        replay_runs: dict[str, Callable[[], Result]] = {
-            "raw boto3": lambda: replay_raw(n, endpoint, lean_table),
-            **{
-                f"{name} engine.stream": (lambda e=engine: replay_streamodel(e, n))
-                for name, engine in engines.items()
-            },
-        }
-        for _ in range(3):  # taking turns, from a collected heap; each reports its best
-            for name, replay in replay_runs.items():
-                gc.collect()
-                result = replay()
-                if name not in replays or result.ops_per_s > replays[name].ops_per_s:
-                    replays[name] = result
-
-        print("worker latency...", flush=True)
-        latency = worker_latency(engines["streamodel lean"], 50)
+    if args.tls_rounds:
+        # A fresh instance again: DynamoDB Local's writes slow down as the plain section's
+        # stream tables and records pile up (STREAMS.md), which would bury the TLS rows.
+        print("starting a fresh DynamoDB Local for the TLS rows...", flush=True)
+        with DynamoDBLocal() as local:
+            client = boto3.client("dynamodb", endpoint_url=local.endpoint_url)
+            create_raw_table(client, "bench-warm")
+            warm_up(client, "bench-warm", 300)
+            tls = run_tls(local.endpoint_url, n, args.tls_rounds)
 
     text = report(n, cpu, network, replays, latency, time.perf_counter() - started, command)
+    if tls is not None:
+        text += "\n" + "\n".join(report_tls(tls))
+    if cold is not None:
+        text += "\n" + "\n".join(report_cold(cold))
     text += "\n" + "\n".join(memory)
     print()
     print(text)
@@ -1050,6 +1374,72 @@ def main(argv: list[str] | None = None) -> int:
         scaling = [sys.executable, str(Path(__file__).with_name("scaling.py"))]
         return subprocess.call(scaling + (["--write", str(args.write)] if args.write else []))
     return 0
+
+
+def run_plain(
+    endpoint: str, client: Any, n: int, net_rounds: int
+) -> tuple[dict[str, dict[str, Result]], dict[str, Result], str]:
+    """The plain-HTTP rows: every client side by side, the stream replays and the worker's
+    save -> handler latency."""
+    network: dict[str, dict[str, Result]] = {}
+    replays: dict[str, Result] = {}
+    pm = pynamodb_model(endpoint, "bench-pynamodb")
+    pm.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
+    engines = {
+        "streamodel botocore": Engine(
+            endpoint_url=endpoint,
+            table_name_template="bench-bc-{table_name}",
+            transport="botocore",
+        ),
+        "streamodel lean": Engine(
+            endpoint_url=endpoint,
+            table_name_template="bench-lean-{table_name}",
+            transport="lean",
+        ),
+    }
+    for engine in engines.values():
+        engine.bind(Account)
+
+    def steps(tenant: str) -> dict[str, Iterator[Step]]:
+        return {
+            "raw boto3": raw_steps(client, "bench-raw", n, tenant),
+            "PynamoDB": pynamodb_steps(pm, n, tenant),
+            **{name: streamodel_steps(e, n, tenant) for name, e in engines.items()},
+        }
+
+    # The clients take turns chunk by chunk within each operation (see interleaved);
+    # the first round also warms the JVM up for every request shape, and each
+    # operation reports its best round.
+    all_rounds: dict[str, list[dict[str, Result]]] = {name: [] for name in CLIENTS}
+    for r in range(net_rounds):
+        print(f"round {r + 1}: every client side by side (N={n})...", flush=True)
+        for name, ops in interleaved(steps(f"bench{r}")).items():
+            all_rounds[name].append(ops)
+    for name, rounds in all_rounds.items():
+        network[name] = {
+            op: max((round_[op] for round_ in rounds), key=lambda x: x.ops_per_s)
+            for op in rounds[0]
+        }
+
+    print("stream replay...", flush=True)
+    lean_table = engines["streamodel lean"].table_name(Account)
+    replay_runs: dict[str, Callable[[], Result]] = {
+        "raw boto3": lambda: replay_raw(n, endpoint, lean_table),
+        **{
+            f"{name} engine.stream": (lambda e=engine: replay_streamodel(e, n))
+            for name, engine in engines.items()
+        },
+    }
+    for _ in range(3):  # taking turns, from a collected heap; each reports its best
+        for name, replay in replay_runs.items():
+            gc.collect()
+            result = replay()
+            if name not in replays or result.ops_per_s > replays[name].ops_per_s:
+                replays[name] = result
+
+    print("worker latency...", flush=True)
+    latency = worker_latency(engines["streamodel lean"], 50)
+    return network, replays, latency
 
 
 def write_docs(path: Path, text: str) -> None:

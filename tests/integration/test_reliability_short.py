@@ -35,6 +35,35 @@ def test_workload_under_faults_loses_and_duplicates_nothing(
     assert figures.faults > 0 and figures.lost == 0 and figures.duplicates == 0
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_lost_answers_over_tls_are_unknown_outcomes(
+    local_endpoint: str, table_template: str, transport: str
+) -> None:
+    """Over TLS (client -TLS-> terminator -> fault proxy -> DynamoDB Local, the test CA trusted
+    through AWS_CA_BUNDLE), a reset, a cut answer and a 500 on the plain side reach the client
+    as failures: the increment raises ServerError and is sent once, and a transaction retried
+    with its token counts once."""
+    scenarios.unknown_increment_is_not_retried(
+        local_endpoint, table_template, transport=transport, tls=True
+    )
+
+
+@pytest.mark.parametrize("transport", ["lean"])  # both transports: make reliability
+def test_workload_over_tls_under_faults_loses_and_duplicates_nothing(
+    local_endpoint: str, table_template: str, transport: str
+) -> None:
+    """The same workload over TLS, faults injected behind the TLS terminator: every
+    acknowledged write is stored, every failure is a streamodel error, no counter counts
+    twice, and every handshake succeeded."""
+    figures = scenarios.data_plane(
+        local_endpoint, table_template, transport=transport, operations=50, tls=True
+    )
+    assert figures.problems == []
+    assert figures.faults > 0 and figures.lost == 0 and figures.duplicates == 0
+    assert figures.notes["TLS connections accepted"] > 0
+    assert figures.notes["TLS handshakes failed"] == 0
+
+
 @pytest.mark.parametrize("transport", ["lean"])  # both transports: make reliability
 def test_worker_under_faults_delivers_everything(
     local_endpoint: str, table_template: str, transport: str

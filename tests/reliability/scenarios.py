@@ -4,6 +4,7 @@ records every violated promise in ``Figures.problems`` (empty means it held)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from streamodel.stream.checkpoints import SHARD_END, StateStore
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "integration" / "apps"))
+sys.path.insert(0, str(HERE.parent))  # tests/: the ``support`` package
 from proxy import FaultProxy  # noqa: E402  (a sibling module, not a package)
+from support.tls import TLSTerminator  # noqa: E402
 
 FAULTS_5 = {"reset": 0.05, "delay": 0.05, "truncate": 0.05, "throttle": 0.05, "error": 0.05}
 
@@ -140,6 +143,38 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def front(upstream: str, *, tls: bool) -> Iterator[tuple[str, TLSTerminator | None]]:
+    """The URL clients use to reach ``upstream``: itself, or with ``tls`` a loopback TLS
+    terminator in front of it (``client -TLS-> terminator -> upstream``), whose test CA is
+    trusted through ``AWS_CA_BUNDLE`` while the block runs (botocore reads it when a client is
+    made; the lean transport takes it from its client; children get it in their environment).
+    Yields ``(url, terminator or None)``."""
+    if not tls:
+        yield upstream, None
+        return
+    with TLSTerminator(upstream) as terminator:
+        before = os.environ.get("AWS_CA_BUNDLE")
+        os.environ["AWS_CA_BUNDLE"] = terminator.ca_bundle_path
+        try:
+            yield terminator.endpoint_url, terminator
+        finally:
+            if before is None:
+                os.environ.pop("AWS_CA_BUNDLE", None)
+            else:
+                os.environ["AWS_CA_BUNDLE"] = before
+
+
+def _over(transport: str, tls: bool) -> str:
+    return f"{transport}, TLS" if tls else transport
+
+
+def _tls_notes(figures: Figures, terminator: TLSTerminator | None) -> None:
+    if terminator is not None:
+        figures.notes["TLS connections accepted"] = terminator.connections_accepted
+        figures.notes["TLS handshakes failed"] = terminator.handshakes_failed
+
+
 def settle(call: Callable[[], Any], attempts: int = 50) -> Any:
     """Repeat an idempotent call (a read) until it gets an answer through the faults."""
     for _ in range(attempts - 1):
@@ -154,18 +189,28 @@ def settle(call: Callable[[], Any], attempts: int = 50) -> Any:
 
 
 def data_plane(
-    upstream: str, template: str, *, transport: str, operations: int, seed: int = 7
+    upstream: str,
+    template: str,
+    *,
+    transport: str,
+    operations: int,
+    seed: int = 7,
+    tls: bool = False,
 ) -> Figures:
     """Versioned saves, loads, queries, batch writes, transactions and ADD counters through
-    the fault proxy; then every acknowledged write is checked in the table directly."""
-    figures = Figures(f"data plane, {transport}, 5% of each fault")
+    the fault proxy (with ``tls``, over TLS to a terminator in front of the proxy); then every
+    acknowledged write is checked in the table directly."""
+    figures = Figures(f"data plane, {_over(transport, tls)}, 5% of each fault")
     direct = Engine(endpoint_url=upstream, table_name_template=template)
     direct.bind(base=Base)
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:8]
-    with FaultProxy(upstream, seed=seed, **FAULTS_5) as proxy:
+    with (
+        FaultProxy(upstream, seed=seed, **FAULTS_5) as proxy,
+        front(proxy.endpoint_url, tls=tls) as (endpoint, terminator),
+    ):
         engine = Engine(
-            endpoint_url=proxy.endpoint_url,
+            endpoint_url=endpoint,
             transport=transport,  # type: ignore[arg-type]
             table_name_template=template,
         )
@@ -310,6 +355,7 @@ def data_plane(
         figures.faults = proxy.total_injected()
         figures.notes["injected"] = dict(proxy.injected)
         figures.notes["unknown outcomes"] = unknown
+        _tls_notes(figures, terminator)
 
     # -- verification, straight against DynamoDB Local --------------------------------
     fresh = [Doc(id=i) for i in expected_doc]
@@ -351,15 +397,19 @@ def data_plane(
     return figures
 
 
-def unknown_increment_is_not_retried(upstream: str, template: str, *, transport: str) -> None:
+def unknown_increment_is_not_retried(
+    upstream: str, template: str, *, transport: str, tls: bool = False
+) -> None:
     """An ADD whose request reached DynamoDB but whose answer was lost raises ServerError, is
     sent exactly once, and counts exactly once; a transaction in the same situation is
-    retried with its ClientRequestToken and counts once too."""
+    retried with its ClientRequestToken and counts once too. With ``tls`` the client talks
+    TLS to a terminator in front of the proxy, so the reset, the cut answer and the 500 must
+    reach it through the terminator."""
     direct = Engine(endpoint_url=upstream, table_name_template=template)
     direct.bind(Tally)
-    with FaultProxy(upstream) as proxy:
+    with FaultProxy(upstream) as proxy, front(proxy.endpoint_url, tls=tls) as (endpoint, _):
         engine = Engine(
-            endpoint_url=proxy.endpoint_url,
+            endpoint_url=endpoint,
             transport=transport,  # type: ignore[arg-type]
             table_name_template=template,
         )
@@ -395,12 +445,18 @@ def unknown_increment_is_not_retried(upstream: str, template: str, *, transport:
 
 
 def worker_under_faults(
-    upstream: str, template: str, *, transport: str, changes: int, seed: int = 11
+    upstream: str,
+    template: str,
+    *,
+    transport: str,
+    changes: int,
+    seed: int = 11,
+    tls: bool = False,
 ) -> Figures:
     """A worker reading through the fault proxy (restarted whenever a fault ends its run)
     delivers every change at least once, and no checkpoint it writes passes an unhandled
     change."""
-    figures = Figures(f"worker, {transport}, 5% of each fault")
+    figures = Figures(f"worker, {_over(transport, tls)}, 5% of each fault")
     direct = Engine(endpoint_url=upstream, table_name_template=template)
     direct.bind(Event)
     group = f"rel-{uuid.uuid4().hex[:10]}"
@@ -414,9 +470,12 @@ def worker_under_faults(
     figures.produced = changes
     handled: list[tuple[int, str]] = []
     crashes = 0
-    with FaultProxy(upstream, seed=seed, **FAULTS_5) as proxy:
+    with (
+        FaultProxy(upstream, seed=seed, **FAULTS_5) as proxy,
+        front(proxy.endpoint_url, tls=tls) as (endpoint, terminator),
+    ):
         engine = Engine(
-            endpoint_url=proxy.endpoint_url,
+            endpoint_url=endpoint,
             transport=transport,  # type: ignore[arg-type]
             table_name_template=template,
         )
@@ -454,6 +513,7 @@ def worker_under_faults(
                 break
         figures.faults = proxy.total_injected()
         figures.operations = proxy.requests
+        _tls_notes(figures, terminator)
     ours = [i for _, i in handled if i in set(ids)]
     figures.delivered = len(ours)
     figures.duplicates = len(ours) - len(set(ours))
@@ -496,6 +556,8 @@ APPS = HERE / "apps"
 
 
 def _app_env(upstream: str, template: str, extra: dict[str, str]) -> dict[str, str]:
+    """The children's environment: this process's (``AWS_CA_BUNDLE`` included, which
+    :func:`front` sets for TLS runs), pointed at ``upstream``."""
     return {
         **os.environ,
         "AWS_ENDPOINT_URL_DYNAMODB": upstream,
@@ -512,16 +574,31 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def writes_killed(upstream: str, template: str, *, kills: int, seed: int = 3) -> Figures:
+def writes_killed(
+    upstream: str, template: str, *, kills: int, seed: int = 3, tls: bool = False
+) -> Figures:
     """A writer of 4-item transactions and 25-item batches SIGKILLed at random points: every
-    transaction is in the table whole or not at all, every acknowledged batch is whole."""
+    transaction is in the table whole or not at all, every acknowledged batch is whole. With
+    ``tls`` the writer talks TLS to a terminator in front of ``upstream`` (the checks read
+    ``upstream`` directly)."""
+    with front(upstream, tls=tls) as (endpoint, terminator):
+        figures = _writes_killed(upstream, endpoint, template, kills=kills, seed=seed)
+        _tls_notes(figures, terminator)
+    if tls:
+        figures.scenario += ", TLS"
+    return figures
+
+
+def _writes_killed(
+    upstream: str, endpoint: str, template: str, *, kills: int, seed: int
+) -> Figures:
     figures = Figures("SIGKILL of a writer (transactions, batches)")
     direct = Engine(endpoint_url=upstream, table_name_template=template)
     direct.bind(base=Base)
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:8]
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"writer-{run}.txt"
-    env = _app_env(upstream, template, {"RELIABILITY_RUN": run, "RELIABILITY_OUT": str(out)})
+    env = _app_env(endpoint, template, {"RELIABILITY_RUN": run, "RELIABILITY_OUT": str(out)})
     for k in range(kills):
         process = subprocess.Popen(
             [sys.executable, str(APPS / "writer_app.py")],
@@ -576,11 +653,31 @@ def writes_killed(upstream: str, template: str, *, kills: int, seed: int = 3) ->
 
 
 def worker_killed(
-    upstream: str, template: str, *, changes: int, kills: int, seed: int = 1234
+    upstream: str,
+    template: str,
+    *,
+    changes: int,
+    kills: int,
+    seed: int = 1234,
+    tls: bool = False,
 ) -> Figures:
     """``streamodel worker`` SIGKILLed at ``kills`` random points in a run of ``changes``
     changes and restarted each time: none missing, and every duplicate is a change after the
-    checkpoint that was stored when the process died."""
+    checkpoint that was stored when the process died. With ``tls`` the worker processes talk
+    TLS to a terminator in front of ``upstream``."""
+    with front(upstream, tls=tls) as (endpoint, terminator):
+        figures = _worker_killed(
+            upstream, endpoint, template, changes=changes, kills=kills, seed=seed
+        )
+        _tls_notes(figures, terminator)
+    if tls:
+        figures.scenario += ", TLS"
+    return figures
+
+
+def _worker_killed(
+    upstream: str, endpoint: str, template: str, *, changes: int, kills: int, seed: int
+) -> Figures:
     figures = Figures(f"SIGKILL of the worker x{kills}")
     import worker_app
 
@@ -592,7 +689,7 @@ def worker_killed(
     opener.run(until_caught_up=True)
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"killed-{group}.txt"
     env = _app_env(
-        upstream,
+        endpoint,
         template,
         {
             "STREAMODEL_TEST_GROUP": group,
