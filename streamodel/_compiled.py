@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import itertools
+import linecache
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,23 @@ from streamodel import types as t
 from streamodel._marshmallow import marshmallow
 from streamodel.actions import Action
 from streamodel.conditions import NotExists
+
+_GENERATED = itertools.count(1)
+
+
+def define(source: str, ns: dict[str, Any], name: str, what: str) -> Any:
+    """Compile generated ``source`` into ``ns`` and return its function ``name``.
+
+    The source is registered with :mod:`linecache` under a name of its own (``what`` and a
+    serial number), so tracebacks and debuggers show the generated lines instead of
+    ``<string>``. Sources are built from fixed templates only: never from data.
+    """
+    filename = f"<streamodel generated: {what} #{next(_GENERATED)}>"
+    # mtime None: linecache.checkcache() keeps the entry (there is no file to compare with).
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), ns)
+    return ns[name]
+
 
 if TYPE_CHECKING:
     from streamodel.models import BaseModel
@@ -112,8 +131,7 @@ def loader(typ: Any) -> Fn:
     ns: dict[str, Any] = {}
     expr = _wire_expr(typ, "w", ns)
     source = f"def load(w):\n    if w is None:\n        return None\n    return {expr}\n"
-    exec(source, ns)  # source built above from fixed templates
-    fn: Fn = ns["load"]
+    fn: Fn = define(source, ns, "load", f"load {type(typ).__name__}")
     return fn
 
 
@@ -490,8 +508,8 @@ def _container_encoder(typ: Any) -> Fn | None:
     else:
         return None
     ns = {**_ENCODE_NS, "_SLOW": _SLOW}
-    exec("def enc(v):\n" + "\n".join(body) + "\n", ns)  # source from fixed templates
-    fn: Fn = ns["enc"]
+    source = "def enc(v):\n" + "\n".join(body) + "\n"
+    fn: Fn = define(source, ns, "enc", f"encode {type(typ).__name__}")
     return fn
 
 
@@ -560,8 +578,7 @@ class CompiledModel:
                 ]
             out.append(f"{dynamo_name!r}: w{i}")
         lines.append(f"    return {{{', '.join(out)}}}")
-        exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
-        fn: Fn = ns["key"]
+        fn: Fn = define("\n".join(lines) + "\n", ns, "key", f"{self.model.__name__}.key")
         return fn
 
     def item_size(self, item: Mapping[str, Any]) -> int:
@@ -594,8 +611,8 @@ class CompiledModel:
             else:
                 lines.append(f"        total += {name_size} + {_ref(ns, sizer(typ))}(w)")
         lines += ["    if seen != len(item):", "        return None", "    return total"]
-        exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
-        fn: Fn = ns["item_size"]
+        source = "\n".join(lines) + "\n"
+        fn: Fn = define(source, ns, "item_size", f"{self.model.__name__}.item_size")
         return fn
 
     def _generate_encode(self) -> Callable[[Mapping[str, Any], Any], Any]:
@@ -681,8 +698,10 @@ class CompiledModel:
             "        return None",
             "    return checked, columns, wires, removes, size, acted",
         ]
-        exec("\n".join(lines) + "\n", ns)  # source built from fixed templates
-        fn: Callable[[Mapping[str, Any], Any], Any] = ns["encode"]
+        source = "\n".join(lines) + "\n"
+        fn: Callable[[Mapping[str, Any], Any], Any] = define(
+            source, ns, "encode", f"{self.model.__name__}.encode"
+        )
         return fn
 
     def _generate(self) -> tuple[Callable[[Any, Mapping[str, Any]], bool], Fn]:
@@ -706,8 +725,7 @@ class CompiledModel:
             ]
         )
         source = f"def decode(item):\n{body}\n"
-        exec(source, ns)  # source built above from fixed templates
-        decode = ns["decode"]
+        decode = define(source, ns, "decode", f"{self.model.__name__}.decode")
         model = self.model
 
         def fill_all(obj: Any, item: Mapping[str, Any]) -> bool:

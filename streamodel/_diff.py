@@ -144,11 +144,18 @@ class SavePlan:
 
 
 def check_condition(obj: BaseModel, condition: Condition | None) -> Condition | None:
-    """Refuse a condition on columns of another model: it would test an attribute that the
-    object's item may hold for another reason, and silently pass or fail."""
+    """Refuse what is not a condition (an expression string, a dict), and a condition on
+    columns of another model: it would test an attribute that the object's item may hold for
+    another reason, and silently pass or fail."""
     if condition is None:
         return None
     model = type(obj)
+    if not isinstance(condition, Condition):
+        raise InvalidConditionError(
+            f"condition= for {model.__name__} must be a condition built from its columns "
+            f"(for example {model.__name__}.<column> == value), got "
+            f"{type(condition).__name__} {condition!r}"
+        )
     for path in condition.paths():
         owner = path.column.model
         if owner is None or not issubclass(model, owner):

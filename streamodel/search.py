@@ -182,6 +182,8 @@ class Search:
     def _set_key(self, condition: Condition) -> None:
         if self.mode != "query":
             raise InvalidConditionError("scan() has no key condition; use filter()")
+        if not isinstance(condition, Condition):
+            raise InvalidConditionError(f"key() takes a condition, got {condition!r}")
         parts = condition.conditions if isinstance(condition, And) else [condition]
         hash_key, range_key = self._hash_key, self._range_key
         has_hash = False

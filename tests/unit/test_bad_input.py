@@ -144,6 +144,32 @@ BAD_CALLS: list[tuple[str, Callable[[Any], Any], type[Exception], str]] = [
         "key condition",
     ),
     (
+        "expression string as a save condition",
+        save(Everything(id="k", string="x"), condition="string = :x"),
+        InvalidConditionError,
+        r"condition= for Everything must be a condition built from its columns .* str 'string",
+    ),
+    (
+        "dict as a delete condition",
+        lambda engine: engine.delete(Everything(id="k"), condition={"string": "x"}),
+        InvalidConditionError,
+        "condition= for Everything must be a condition",
+    ),
+    (
+        "string in a transaction check",
+        lambda engine: _in_transaction(
+            engine, lambda tx: tx.check(Everything(id="k"), "attribute_exists(id)")
+        ),
+        InvalidConditionError,
+        "condition= for Everything",
+    ),
+    (
+        "string as a key condition",
+        lambda engine: engine.query(Everything).key("id = :k").all(),
+        InvalidConditionError,
+        "key\\(\\) takes a condition",
+    ),
+    (
         "malformed query token",
         lambda engine: engine.query(Everything).key(Everything.id == "a").move_to({"bad": 1}),
         InvalidPositionError,
@@ -156,6 +182,11 @@ BAD_CALLS: list[tuple[str, Callable[[Any], Any], type[Exception], str]] = [
         "not a search token",
     ),
 ]
+
+
+def _in_transaction(engine: Any, body: Callable[[Any], Any]) -> None:
+    with engine.transaction() as tx:
+        body(tx)
 
 
 @pytest.mark.parametrize(

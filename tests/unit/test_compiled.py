@@ -469,3 +469,28 @@ def test_generated_key_equals_the_reference(hash_type: Any, range_type: Any) -> 
                 assert got == expected[1], (h, r)
             else:
                 assert got is None, (h, r)
+
+
+def test_generated_functions_have_their_source_in_linecache() -> None:
+    """Each generated function is compiled under a name of its own and its source is in
+    linecache, so tracebacks and inspect show the generated lines instead of <string>."""
+    import inspect
+    import linecache
+
+    from streamodel._compiled import CompiledModel
+    from streamodel.types import String
+
+    Base = new_base()
+
+    class Traced(Base):
+        id = Column(String, hash_key=True)
+        tags = Column(Set(String))
+
+    model = CompiledModel(Traced)
+    for function, name in ((model.encode, "encode"), (model.key, "key")):
+        filename = function.__code__.co_filename
+        assert filename.startswith(f"<streamodel generated: Traced.{name} #"), filename
+        source = inspect.getsource(function)
+        assert source.startswith(f"def {name}(")
+        linecache.checkcache()  # what a traceback does first: the entry must survive it
+        assert linecache.getline(filename, 1).startswith(f"def {name}(")
