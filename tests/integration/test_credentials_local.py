@@ -15,23 +15,10 @@ from typing import Any
 
 import boto3
 import pytest
+from support.notes import TRANSPORTS, Base, Note, roundtrip
 
-from streamodel import Column, Engine, Integer, String, new_base
+from streamodel import Engine
 from streamodel.transport import LeanTransport
-
-Base = new_base()
-
-
-class CredNote(Base):
-    class Meta:
-        stream = None
-
-    owner = Column(String, hash_key=True)
-    n = Column(Integer, range_key=True)
-    text = Column(String)
-
-
-TRANSPORTS = ["lean", "botocore"]
 
 # Prints the JSON a credential_process returns: a new key on every run (numbered by a counter
 # file), valid for LIFETIME seconds.
@@ -106,15 +93,6 @@ def signed_by(forwarder: Any) -> list[tuple[str, str, str | None]]:
         target = (request.header("x-amz-target") or "").rpartition(".")[2]
         found.append((target, key, request.header("x-amz-security-token")))
     return found
-
-
-def roundtrip(engine: Engine) -> None:
-    owner = uuid.uuid4().hex
-    engine.save(*(CredNote(owner=owner, n=i, text=f"t{i}") for i in range(2)))
-    loaded = CredNote(owner=owner, n=1)
-    engine.load(loaded, consistent=True)
-    assert loaded.text == "t1"
-    assert [n.n for n in engine.query(CredNote).key(CredNote.owner == owner)] == [0, 1]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -238,9 +216,9 @@ def test_expiring_credentials_are_refreshed_during_a_run(
         table_name_template=table_template,
     )
     owner = uuid.uuid4().hex
-    engine.save(CredNote(owner=owner, n=0, text="t"))
+    engine.save(Note(owner=owner, n=0, text="t"))
     for _ in range(5):
-        note = CredNote(owner=owner, n=0)
+        note = Note(owner=owner, n=0)
         engine.load(note, consistent=True)
         assert note.text == "t"
     signed = signed_by(recording_forwarder)

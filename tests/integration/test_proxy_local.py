@@ -4,58 +4,20 @@ ones; the proxy comes from the environment or from Config(proxies=...)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
-import botocore.config
 import pytest
+from support.notes import TRANSPORTS, Base, Note, clients, roundtrip
 
-from streamodel import Column, Engine, Integer, String, new_base
+from streamodel import Engine
 from streamodel.exceptions import ServerError, TransportError
-
-Base = new_base()
-
-
-class ProxyNote(Base):
-    class Meta:
-        stream = None
-
-    owner = Column(String, hash_key=True)
-    n = Column(Integer, range_key=True)
-    text = Column(String)
-
-
-TRANSPORTS = ["lean", "botocore"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _tables(local_endpoint: str, table_template: str) -> None:
     """The table, created once, directly."""
     Engine(endpoint_url=local_endpoint, table_name_template=table_template).bind(base=Base)
-
-
-def clients(endpoint: str, verify: Any = None, **config: Any) -> dict[str, Any]:
-    options = botocore.config.Config(
-        retries={"mode": "standard", "total_max_attempts": 1}, **config
-    )
-    session = boto3.session.Session(region_name="us-east-1")
-    return {
-        service: session.client(service, endpoint_url=endpoint, verify=verify, config=options)
-        for service in ("dynamodb", "dynamodbstreams")
-    }
-
-
-def roundtrip(engine: Engine) -> None:
-    """save, load, query and scan go through and agree."""
-    owner = uuid.uuid4().hex
-    engine.save(*(ProxyNote(owner=owner, n=i, text=f"t{i}") for i in range(3)))
-    loaded = ProxyNote(owner=owner, n=1)
-    engine.load(loaded, consistent=True)
-    assert loaded.text == "t1"
-    assert [n.n for n in engine.query(ProxyNote).key(ProxyNote.owner == owner)] == [0, 1, 2]
-    assert len(engine.scan(ProxyNote).filter(ProxyNote.owner == owner).all()) == 3
 
 
 def localhost(url: str) -> str:
@@ -137,7 +99,7 @@ def test_wrong_proxy_credentials_fail_fast(
         )
     engine = Engine(**given, transport=transport, table_name_template=table_template)
     with pytest.raises(TransportError) as raised:
-        engine.load(ProxyNote(owner="nobody", n=0))
+        engine.load(Note(owner="nobody", n=0))
     assert not isinstance(raised.value, ServerError), "a refused proxy login is not retryable"
     assert "proxy authentication" in str(raised.value).lower(), str(raised.value)
     assert [(r.method, r.authorized) for r in connect_proxy.requests] == [("CONNECT", False)]

@@ -13,27 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 import pytest
+from support.notes import TRANSPORTS, Base, Note, clients, lean_of, roundtrip
 
-from streamodel import Column, Engine, Integer, String, new_base
+from streamodel import Engine
 from streamodel.exceptions import ServerError, TransportError
-from streamodel.transport import LeanTransport
-
-Base = new_base()
-
-
-class TlsNote(Base):
-    class Meta:
-        stream = None
-
-    owner = Column(String, hash_key=True)
-    n = Column(Integer, range_key=True)
-    text = Column(String)
-
-
-TRANSPORTS = ["lean", "botocore"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,44 +26,8 @@ def _tables(local_endpoint: str, table_template: str) -> None:
     Engine(endpoint_url=local_endpoint, table_name_template=table_template).bind(base=Base)
 
 
-def clients(endpoint: str, verify: Any = None, **config: Any) -> dict[str, Any]:
-    """boto3 clients for both services (botocore's own retries off: one attempt per call)."""
-    options = botocore.config.Config(
-        retries={"mode": "standard", "total_max_attempts": 1}, **config
-    )
-    session = boto3.session.Session(region_name="us-east-1")
-    return {
-        service: session.client(service, endpoint_url=endpoint, verify=verify, config=options)
-        for service in ("dynamodb", "dynamodbstreams")
-    }
-
-
 def engine_on(transport: str, table_template: str, **given: Any) -> Engine:
     return Engine(**given, transport=transport, table_name_template=table_template)
-
-
-def lean_of(engine: Engine) -> LeanTransport:
-    """The LeanTransport inside the engine's retry (and any other) wrapper."""
-    transport: Any = engine.transport
-    for _ in range(5):
-        if isinstance(transport, LeanTransport):
-            return transport
-        transport = getattr(transport, "inner", None)
-    raise AssertionError(f"no LeanTransport in {engine.transport!r}")
-
-
-def roundtrip(engine: Engine) -> None:
-    """save, load, query and scan all go through and agree."""
-    owner = uuid.uuid4().hex
-    notes = [TlsNote(owner=owner, n=i, text=f"note {i}" * 100) for i in range(5)]
-    engine.save(*notes)
-    loaded = TlsNote(owner=owner, n=3)
-    engine.load(loaded, consistent=True)
-    assert loaded.text == "note 3" * 100
-    queried = engine.query(TlsNote).key(TlsNote.owner == owner).all()
-    assert [note.n for note in queried] == [0, 1, 2, 3, 4]
-    scanned = engine.scan(TlsNote).filter(TlsNote.owner == owner).all()
-    assert sorted(note.n for note in scanned) == [0, 1, 2, 3, 4]
 
 
 def check_lean_opened(engine: Engine, transport: str, terminator: Any) -> None:
@@ -99,7 +47,7 @@ def test_ca_bundle_given_as_client_verify(
     """A client made with verify=<CA bundle path> reaches the TLS endpoint."""
     given = clients(tls_terminator.endpoint_url, verify=tls_terminator.ca_bundle_path)
     engine = engine_on(transport, table_template, **given)
-    roundtrip(engine)
+    roundtrip(engine, count=5, text="note" * 100)
     assert tls_terminator.connections_accepted >= 1
     check_lean_opened(engine, transport, tls_terminator)
 
@@ -138,7 +86,7 @@ def test_ca_bundle_from_profile(
 def test_verify_false_client(transport: str, tls_terminator: Any, table_template: str) -> None:
     """A client made with verify=False talks to a certificate nobody trusts."""
     given = clients(tls_terminator.endpoint_url, verify=False)
-    roundtrip(engine_on(transport, table_template, **given))
+    roundtrip(engine_on(transport, table_template, **given), count=5, text="note" * 100)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -159,7 +107,7 @@ def test_client_certificate(
 def _refused_once(engine: Engine, terminator: Any) -> TransportError:
     """A read (which retries would repeat) fails with one connection and no retry."""
     with pytest.raises(TransportError) as raised:
-        engine.load(TlsNote(owner="nobody", n=0))
+        engine.load(Note(owner="nobody", n=0))
     assert terminator.wait_open_at_most(0)
     assert terminator.connections_accepted == 1, "retried a certificate failure"
     assert terminator.handshakes_failed == 1
@@ -224,21 +172,21 @@ def test_tls_connections_are_pooled(
     given = clients(tls_terminator.endpoint_url, verify=tls_terminator.ca_bundle_path)
     engine = engine_on(transport, table_template, **given)
     owner = uuid.uuid4().hex
-    engine.save(*(TlsNote(owner=owner, n=i, text="x") for i in range(20)))
+    engine.save(*(Note(owner=owner, n=i, text="x") for i in range(20)))
     opened = tls_terminator.connections_accepted
     for i in range(200):
-        note = TlsNote(owner=owner, n=i % 20)
+        note = Note(owner=owner, n=i % 20)
         engine.load(note)
         assert note.text == "x"
     assert tls_terminator.connections_accepted - opened <= 1, "sequential calls reconnected"
 
     for _ in range(2):
-        found = engine.scan(TlsNote).filter(TlsNote.owner == owner).parallel(8).all()
+        found = engine.scan(Note).filter(Note.owner == owner).parallel(8).all()
         assert len(found) == 20
 
     def loads(index: int) -> None:
         for i in range(50):
-            note = TlsNote(owner=owner, n=(index + i) % 20)
+            note = Note(owner=owner, n=(index + i) % 20)
             engine.load(note)
 
     for _ in range(2):  # new threads each round: connections outlive the threads
@@ -259,11 +207,11 @@ def test_max_pool_connections_bounds_idle_connections(
     )
     engine = engine_on(transport, table_template, **given)
     owner = uuid.uuid4().hex
-    engine.save(*(TlsNote(owner=owner, n=i, text="x") for i in range(8)))
+    engine.save(*(Note(owner=owner, n=i, text="x") for i in range(8)))
 
     def loads(index: int) -> None:
         for i in range(20):
-            engine.load(TlsNote(owner=owner, n=(index + i) % 8))
+            engine.load(Note(owner=owner, n=(index + i) % 8))
 
     _threads(8, loads)
     assert tls_terminator.wait_open_at_most(2), (
@@ -271,6 +219,6 @@ def test_max_pool_connections_bounds_idle_connections(
     )
     opened = tls_terminator.connections_accepted
     for i in range(50):
-        engine.load(TlsNote(owner=owner, n=i % 8))
+        engine.load(Note(owner=owner, n=i % 8))
     assert tls_terminator.connections_accepted == opened, "sequential calls reconnected"
     check_lean_opened(engine, transport, tls_terminator)
