@@ -8,7 +8,8 @@ as the Lambda handler. For each record of the event it:
    (``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL``) is compared with
    ``worker.engine.table_name(model)``;
 2. turns Lambda's JSON (binary values as base64 text, the creation time as epoch seconds) into
-   the shape botocore gives the self-hosted reader (:func:`botocore_record`) and decodes it with
+   the shape botocore gives the self-hosted reader (:func:`botocore_record`, which copies
+   nothing that needs no conversion) and decodes it with
    the one decoder, :func:`~streamodel.stream.records.decode_record`, so the :class:`Change` is
    identical, type for type, to what ``engine.stream`` yields; sends ``change_received``;
 3. hands it to :meth:`Worker.dispatch`, the worker's own dispatch (same handlers, same dead
@@ -43,9 +44,10 @@ Delivery guarantees:
   reaching the function in stream order, which Lambda guarantees per item for every
   ``ParallelizationFactor``, and on DynamoDB numbering the records of one item in the order it
   publishes them (across a shard's end and its child shard too).
-- A record that fails is counted in the state table (one atomic, version-conditioned write per
-  failed invocation); when ``worker.max_attempts`` invocations failed on it, the whole change
-  goes to the worker's dead-letter destination and the batch moves on. With
+- A record that fails is counted in the state table (one version-conditioned read-modify-write
+  per failed invocation, through :meth:`Engine.update <streamodel.Engine.update>`); when
+  ``worker.max_attempts`` invocations failed on it, the whole change goes to the worker's
+  dead-letter destination and the batch moves on. With
   ``Worker(on_failure="stop")`` it is never skipped: the batch fails at it until it succeeds.
   A record that does not fit its model (:class:`UndecodableRecordError`) is dead-lettered at
   once, as the worker does.
@@ -57,10 +59,7 @@ the reported record, and redelivery of a whole batch.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import datetime
-import decimal
 import hashlib
 import json
 import logging
@@ -80,7 +79,7 @@ from streamodel.stream.checkpoints import raw_record_json, state_model
 from streamodel.stream.records import Change, UndecodableRecordError, decode_record
 from streamodel.stream.shards import pad_sequence, parse_sequence
 from streamodel.stream.worker import DeadLetterInfo, Worker
-from streamodel.transport.json_shape import item_from_json
+from streamodel.transport.json_shape import datetime_from_json, item_from_json
 from streamodel.types import DateTime, Integer, String, Timestamp
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ logger = logging.getLogger("streamodel.lambda")
 
 LambdaEvent = Mapping[str, Any]
 LambdaResponse = dict[str, Any]
-# How many times a counter write retries when another invocation moved it meanwhile.
+# How many more times a counter write is tried when another invocation moved it meanwhile.
 _COUNTER_RETRIES = 10
 
 
@@ -116,35 +115,32 @@ def table_name_from_arn(arn: str) -> str:
     return pieces[1]
 
 
-def _epoch_to_datetime(value: Any) -> datetime.datetime:
-    if isinstance(value, datetime.datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
-    if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
-        raise ValueError(f"ApproximateCreationDateTime is {value!r}")
-    return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
-
-
 def botocore_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record of a Lambda DynamoDB Streams event in the shape GetRecords gives through botocore.
 
     Binary values (``B``, ``BS``, inside ``M`` and ``L`` too) become ``bytes``; numbers stay
-    strings; ``ApproximateCreationDateTime`` (epoch seconds) becomes an aware datetime. A record
-    without it (AWS's documented sample event has none) gets the time it was converted. The
-    other fields (``eventSourceARN``, ``userIdentity``, ...) are kept as they are.
+    strings; ``ApproximateCreationDateTime`` (epoch seconds) becomes an aware UTC datetime
+    (:func:`~streamodel.transport.json_shape.datetime_from_json`). A record without it (AWS's
+    documented sample event has none) gets the time it was converted. The other fields
+    (``eventSourceARN``, ``userIdentity``, ...) are kept as they are.
+
+    ``record`` is not modified, and what needs no conversion is shared with it rather than
+    copied (:func:`~streamodel.transport.json_shape.item_from_json`): an image without
+    binary values is the event's own dict.
     """
-    result = copy.deepcopy(dict(record))
-    data = dict(result.get("dynamodb") or {})
+    data = record.get("dynamodb") or {}
+    converted = dict(data)
     for name in ("Keys", "NewImage", "OldImage"):
-        if data.get(name) is not None:
-            data[name] = item_from_json(data[name])
+        image = data.get(name)
+        if image is not None:
+            converted[name] = item_from_json(image)
     created = data.get("ApproximateCreationDateTime")
-    data["ApproximateCreationDateTime"] = (
+    converted["ApproximateCreationDateTime"] = (
         datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         if created is None
-        else _epoch_to_datetime(created)
+        else datetime_from_json(created)
     )
-    result["dynamodb"] = data
-    return result
+    return {**record, "dynamodb": converted}
 
 
 def lambda_record(
@@ -223,9 +219,10 @@ def _item_ident(record: Mapping[str, Any]) -> tuple[str, str]:
 class LambdaHandler:
     """The Lambda handler ``(event, context) -> {"batchItemFailures": [...]}`` of one worker.
 
-    Made by :func:`lambda_handler` (or ``worker.lambda_handler``); see the module docstring.
-    Create it once, at import time of the function module, so a warm container keeps the
-    engine's connections and the state table check.
+    Made by :func:`lambda_handler` (or ``worker.lambda_handler``, built once per worker); see
+    the module docstring. Take it at import time of the function module, so a warm container
+    keeps the engine's connections and the state table check. It dispatches to the worker's
+    subscriptions as they are at each event: subscribing after it was made is allowed.
     """
 
     def __init__(
@@ -242,6 +239,9 @@ class LambdaHandler:
         self.time_margin = time_margin
         self.AppliedChange, self.RecordAttempts = _tracking_models(worker.state_table)
         self._ready = False
+        # eventSourceARN -> the subscribed models of its table, for this subscriptions_version.
+        self._routes: dict[str, list[type[BaseModel]]] = {}
+        self._routes_version = -1
 
     @property
     def engine(self) -> Engine:
@@ -270,14 +270,24 @@ class LambdaHandler:
         return {"batchItemFailures": []}
 
     def models_for(self, record: Mapping[str, Any]) -> list[type[BaseModel]]:
-        """The subscribed models whose table the record comes from (by ``eventSourceARN``)."""
-        table = table_name_from_arn(str(record.get("eventSourceARN", "")))
-        models = [m for m in self.worker.models if self.engine.table_name(m) == table]
-        if not models:
-            raise InvalidModelError(
-                f"no subscription of worker {self.worker.group!r} reads table {table!r} "
-                f"(subscribed: {[self.engine.table_name(m) for m in self.worker.models]})"
-            )
+        """The subscribed models whose table the record comes from (by ``eventSourceARN``).
+
+        Worked out once per source ARN, and again after the worker's subscriptions changed.
+        """
+        arn = str(record.get("eventSourceARN", ""))
+        if self._routes_version != self.worker.subscriptions_version:
+            self._routes.clear()
+            self._routes_version = self.worker.subscriptions_version
+        models = self._routes.get(arn)
+        if models is None:
+            table = table_name_from_arn(arn)
+            models = [m for m in self.worker.models if self.engine.table_name(m) == table]
+            if not models:
+                raise InvalidModelError(
+                    f"no subscription of worker {self.worker.group!r} reads table {table!r} "
+                    f"(subscribed: {[self.engine.table_name(m) for m in self.worker.models]})"
+                )
+            self._routes[arn] = models
         return models
 
     # -- one record --------------------------------------------------------------------------
@@ -390,23 +400,36 @@ class LambdaHandler:
         sealed.append(position)
 
     def _count_failure(self, change: Change, error: BaseException) -> int:
-        """Count one more failed invocation on this record; return the count."""
+        """Count one more failed invocation on this record; return the count.
+
+        The counter is the item's version column, so each count is a version-conditioned
+        write: :meth:`Engine.update <streamodel.Engine.update>` (consistent read, change,
+        conditioned save, jittered retries when another invocation moved it meanwhile). The
+        first count creates the item, conditioned on it not existing; if another invocation
+        created it first, the count goes through ``update`` instead.
+        """
         self._setup()
-        for _ in range(_COUNTER_RETRIES):
-            attempts = self.RecordAttempts(
-                scope=self._scope(change), sort=f"attempts|{change.event_id}"
-            )
-            with contextlib.suppress(MissingObjectsError):
-                self.engine.load(attempts, consistent=True)
+        scope, sort = self._scope(change), f"attempts|{change.event_id}"
+        text = f"{type(error).__name__}: {error}"[:1000]
+
+        def record(attempts: Any) -> None:
             attempts.model = change.model.__name__
             attempts.sequence_number = change.sequence_number
-            attempts.error = f"{type(error).__name__}: {error}"[:1000]
+            attempts.error = text
             attempts.updated_at = datetime.datetime.now(datetime.UTC)
             attempts.expires_at = attempts.updated_at + STATE_LIFETIME
+
+        for _ in range(2):  # update; else create; else (created meanwhile) update
+            attempts = self.RecordAttempts(scope=scope, sort=sort)
             try:
-                self.engine.save(attempts)  # the version column makes this a counter
-            except StaleVersionError:
-                continue
+                self.engine.update(attempts, record, retries=_COUNTER_RETRIES)
+            except MissingObjectsError:
+                attempts = self.RecordAttempts(scope=scope, sort=sort)
+                record(attempts)
+                try:
+                    self.engine.save(attempts)  # no version yet: only if the item is missing
+                except StaleVersionError:
+                    continue
             count: int = attempts.counter
             return count
         raise StaleVersionError(f"attempt counter of {change} kept moving")

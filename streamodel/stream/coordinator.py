@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from streamodel.exceptions import (
@@ -62,6 +62,7 @@ from streamodel.stream.shards import (
     parse_sequence,
 )
 from streamodel.transport.base import Transport
+from streamodel.transport.json_shape import datetime_from_json
 
 __all__ = ["TOKEN_VERSION", "Coordinator", "Position", "RawRecord", "StreamStats"]
 
@@ -506,10 +507,12 @@ def _aware(value: datetime, what: str) -> datetime:
 
 
 def _created_at(record: Mapping[str, Any]) -> datetime | None:
-    """``ApproximateCreationDateTime`` as an aware datetime, whichever form it came in."""
+    """``ApproximateCreationDateTime`` as an aware datetime, whichever form it came in
+    (None when missing or not a time: such a record is delivered, not skipped)."""
     value = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    return None
+    if value is None:
+        return None
+    try:
+        return datetime_from_json(value)
+    except ValueError:
+        return None

@@ -9,7 +9,6 @@ both, so a change is identical, type for type, whichever way it arrived.
 from __future__ import annotations
 
 import datetime
-import decimal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from streamodel._compiled import compiled
 from streamodel._diff import load_new, meta_of
 from streamodel.exceptions import StreamodelError, UndecodableItemError
 from streamodel.models import BaseModel
+from streamodel.transport.json_shape import datetime_from_json
 from streamodel.types import Wire
 
 __all__ = ["EVENTS", "Change", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
@@ -86,16 +86,6 @@ def is_ttl_delete(record: Mapping[str, Any]) -> bool:
     return bool(kind == "Service" and principal == TTL_PRINCIPAL)
 
 
-def _created_at(value: Any) -> datetime.datetime:
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            return value.replace(tzinfo=datetime.UTC)
-        return value.astimezone(datetime.UTC)
-    if isinstance(value, int | float | decimal.Decimal | str):
-        return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
-    raise ValueError(f"ApproximateCreationDateTime is {value!r}")
-
-
 def _image(model: type[BaseModel], image: Mapping[str, Wire] | None) -> Any:
     if image is None:
         return None
@@ -138,7 +128,7 @@ def decode_record(
             sequence_number=sequence_number,
             shard_id=shard_id,
             event_id=str(record.get("eventID", "")),
-            created_at=_created_at(data.get("ApproximateCreationDateTime")),
+            created_at=datetime_from_json(data.get("ApproximateCreationDateTime")),
             expired=event == "remove" and is_ttl_delete(record),
             changed=changed,
             record=dict(record),

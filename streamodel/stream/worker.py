@@ -44,6 +44,7 @@ from streamodel.stream.shards import pad_sequence, parse_sequence
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
+    from streamodel.stream.aws_lambda import LambdaHandler
     from streamodel.transactions import WriteTransaction
 
 __all__ = ["DeadLetterInfo", "ShardMetrics", "Worker"]
@@ -205,6 +206,10 @@ class Worker:
         self._last_beat = 0.0
         self._dead_letter = dead_letter
         self._subscriptions: list[_Subscription] = []
+        # Moves on every subscribe(): what is derived from the subscriptions and kept (the
+        # Lambda handler's routes) is derived again when it changed.
+        self.subscriptions_version = 0
+        self._lambda_handler: LambdaHandler | None = None
         self._stop = threading.Event()
         self._store: StateStore | None = None
         self.metrics: dict[tuple[str, str], ShardMetrics] = {}
@@ -241,6 +246,7 @@ class Worker:
             if not callable(handler):
                 raise TypeError("subscribe() decorates a callable fn(change)")
             self._subscriptions.append(_Subscription(model, chosen, handler, transactional))
+            self.subscriptions_version += 1
             return handler
 
         return register
@@ -251,13 +257,20 @@ class Worker:
         return list(dict.fromkeys(s.model for s in self._subscriptions))
 
     @property
-    def lambda_handler(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        """A Lambda handler ``(event, context)`` running this worker's subscribers on AWS
+    def lambda_handler(self) -> LambdaHandler:
+        """The Lambda handler ``(event, context)`` running this worker's subscribers on AWS
         Lambda's DynamoDB Streams event source mapping (see :mod:`streamodel.stream.aws_lambda`).
-        """
-        from streamodel.stream.aws_lambda import lambda_handler
 
-        return lambda_handler(self)
+        Built once per worker, on first access: every access returns the same handler, with
+        its state-table models and its routes. Subscribing afterwards is allowed: the
+        handler reads the worker's subscriptions, and derives its routes again on the next
+        event, so a handler taken before the last ``subscribe`` still serves it.
+        """
+        if self._lambda_handler is None:
+            from streamodel.stream.aws_lambda import LambdaHandler
+
+            self._lambda_handler = LambdaHandler(self)
+        return self._lambda_handler
 
     @property
     def store(self) -> StateStore:
@@ -511,23 +524,30 @@ class Worker:
         """Run one step with retries; dead-letter it when it keeps failing."""
         metrics = self._metrics(change.model, change.shard_id)
         attempts = 0
-        retrying = tenacity.Retrying(
-            # A stop request ends the retries (and cuts a backoff short): the change is
-            # then neither dead-lettered nor checkpointed, and comes again after a restart.
-            stop=tenacity.stop_after_attempt(limit) | tenacity.stop_when_event_set(self._stop),
-            wait=tenacity.wait_random_exponential(
-                multiplier=self.retry_wait, max=self.retry_wait_max
-            ),
-            sleep=self._pause,
-            reraise=True,
-        )
         try:
-            for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        metrics.retries += 1
-                    step()
+            if limit == 1:
+                # One try (Lambda's default): nothing to retry, so no retry loop to build.
+                attempts = 1
+                step()
+            else:
+                retrying = tenacity.Retrying(
+                    # A stop request ends the retries (and cuts a backoff short): the change
+                    # is then neither dead-lettered nor checkpointed, and comes again after a
+                    # restart.
+                    stop=tenacity.stop_after_attempt(limit)
+                    | tenacity.stop_when_event_set(self._stop),
+                    wait=tenacity.wait_random_exponential(
+                        multiplier=self.retry_wait, max=self.retry_wait_max
+                    ),
+                    sleep=self._pause,
+                    reraise=True,
+                )
+                for attempt in retrying:
+                    with attempt:
+                        attempts += 1
+                        if attempts > 1:
+                            metrics.retries += 1
+                        step()
         except Exception as error:
             if self._stop.is_set() and attempts < limit:
                 return False

@@ -5,22 +5,28 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import decimal
+import re
 from typing import Any
 
 import pytest
 
 from streamodel import Column, Engine, Integer, String, new_base, signals
-from streamodel.exceptions import InvalidModelError
+from streamodel.exceptions import ConditionFailedError, InvalidModelError
 from streamodel.stream import Change, Worker
 from streamodel.stream.aws_lambda import (
+    LambdaHandler,
     botocore_record,
     lambda_event,
     lambda_handler,
     lambda_record,
     table_name_from_arn,
 )
-from streamodel.stream.records import decode_record
+from streamodel.stream.coordinator import _created_at
+from streamodel.stream.records import UndecodableRecordError, decode_record
+from streamodel.stream.worker import DeadLetterInfo
 from streamodel.testing.event_source_mapping import Invocation, _done_count
+from streamodel.transport.json_shape import datetime_from_json, item_from_json
 
 Base = new_base()
 
@@ -270,3 +276,153 @@ def test_mapping_retries_from_the_lowest_reported_failure() -> None:
     assert done({"batchItemFailures": [{"itemIdentifier": "3"}, {"itemIdentifier": "2"}]}) == 1
     assert done({"batchItemFailures": [{"itemIdentifier": "9"}]}) == 0
     assert done(error=RuntimeError()) == 0
+
+
+def test_converter_shares_what_needs_no_conversion() -> None:
+    """Converting a record copies nothing that holds no binary text: images without binaries
+    are the event's own dicts, and of an image with binaries only the values holding them
+    (and the maps and lists around them) are new. The event is never modified."""
+    event = copy.deepcopy(AWS_SAMPLE_EVENT)
+    record = event["Records"][1]
+    converted = botocore_record(record)
+    for name in ("Keys", "OldImage", "NewImage"):
+        assert converted["dynamodb"][name] is record["dynamodb"][name], name
+    assert converted is not record and converted["dynamodb"] is not record["dynamodb"]
+    assert "ApproximateCreationDateTime" not in record["dynamodb"]
+
+    text = base64.b64encode(b"\x01").decode()
+    tags = {"SS": ["a"]}
+    listed = {"L": [{"N": "1"}, {"B": text}]}
+    image = {"s": {"S": "x"}, "tags": tags, "m": {"M": {"l": listed, "n": {"N": "2"}}}}
+    before = copy.deepcopy(image)
+    restored = item_from_json(image)
+    assert image == before  # not modified
+    assert restored["s"] is image["s"] and restored["tags"] is tags
+    inner = restored["m"]["M"]
+    assert inner["n"] is image["m"]["M"]["n"] and inner["l"]["L"][0] is listed["L"][0]
+    assert inner["l"]["L"][1] == {"B": b"\x01"}
+    assert item_from_json(restored) is restored  # nothing left to convert
+
+
+def test_one_time_converter_for_every_shape() -> None:
+    """Epoch seconds in every JSON form and datetimes of any zone become the same aware UTC
+    datetime; what is not a time is refused with ValueError, and a stream record with such a
+    time is undecodable (not a 1970 change). The reader's ``since`` filter reads the same
+    shapes (numeric text included) and delivers a record whose time it cannot read."""
+    moment = datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC)
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    for value in (
+        1700000000,
+        1700000000.0,
+        decimal.Decimal("1700000000"),
+        "1700000000",
+        moment,
+        moment.replace(tzinfo=None),
+        moment.astimezone(plus_two),
+    ):
+        converted = datetime_from_json(value)
+        assert converted == moment and converted.tzinfo is datetime.UTC, value
+    for bad in (True, None, "soon", [1], 1e300):
+        with pytest.raises(ValueError):
+            datetime_from_json(bad)
+    record = copy.deepcopy(AWS_SAMPLE_EVENT["Records"][0])
+    record["dynamodb"]["ApproximateCreationDateTime"] = True
+    with pytest.raises(UndecodableRecordError):
+        decode_record(Message, record, shard_id="s", sequence_number="111")
+    assert _created_at({"dynamodb": {"ApproximateCreationDateTime": "1700000000"}}) == moment
+    assert _created_at({"dynamodb": {"ApproximateCreationDateTime": "soon"}}) is None
+    assert _created_at({"dynamodb": {}}) is None
+
+
+class Twin(Base):
+    """A second model of Message's table (both decode every record of it)."""
+
+    class Meta:
+        table_name = "my-table"
+
+    Id = Column(Integer, hash_key=True)
+    Message = Column(String)
+
+
+def test_worker_builds_its_lambda_handler_once(engine: Engine) -> None:
+    """worker.lambda_handler is one handler (and one pair of state models) per worker; a
+    handler taken before a later subscribe still serves the new subscription, of a model
+    of a table it already routed too."""
+    worker = Worker(engine, group="g")
+    seen: list[tuple[str, str]] = []
+    worker.subscribe(Message)(lambda c: seen.append(("message", c.sequence_number)))
+    handler = worker.lambda_handler
+    assert isinstance(handler, LambdaHandler)
+    assert worker.lambda_handler is handler
+    assert worker.lambda_handler.AppliedChange is handler.AppliedChange
+    event = copy.deepcopy(AWS_SAMPLE_EVENT)
+    event["Records"] = event["Records"][:1]
+    assert handler(copy.deepcopy(event), None) == {"batchItemFailures": []}
+    worker.subscribe(Twin)(lambda c: seen.append(("twin", c.sequence_number)))
+    assert handler(copy.deepcopy(event), None) == {"batchItemFailures": []}
+    assert seen == [("message", "111"), ("message", "111"), ("twin", "111")]
+
+
+def _counted(item_count: int) -> dict[str, Any]:
+    """A GetItem answer holding a failure counter item at ``item_count``."""
+    return {
+        "Item": {
+            "pk": {"S": "lambda|g|" + ARN},
+            "sk": {"S": "attempts|1"},
+            "counter": {"N": str(item_count)},
+        }
+    }
+
+
+def _counter_write(params: dict[str, Any]) -> tuple[str, int]:
+    """(condition, value written) of a counter UpdateItem, placeholders filled in."""
+
+    def fill(text: str) -> str:
+        return re.sub(
+            r"[#:]\w+",
+            lambda m: (
+                params["ExpressionAttributeNames"].get(m.group())
+                or next(iter(params["ExpressionAttributeValues"][m.group()].values()))
+            ),
+            text,
+        )
+
+    written = re.search(r"counter=(\S+?)(,|$)", fill(params["UpdateExpression"]))
+    assert written is not None
+    return fill(params["ConditionExpression"]), int(written.group(1))
+
+
+@pytest.mark.parametrize("created_first", [True, False])
+def test_failure_counter_survives_concurrent_invocations(
+    engine: Engine, transport: Any, created_first: bool
+) -> None:
+    """The failure counter is a version-conditioned read-modify-write: when another
+    invocation created the counter item first, or moved it between the read and the write,
+    the count is read again and written on top of theirs; none is lost, and at
+    max_attempts the change is dead-lettered."""
+    letters: list[DeadLetterInfo] = []
+    worker = Worker(engine, group="g", max_attempts=3, dead_letter=letters.append)
+
+    @worker.subscribe(Message)
+    def fail(change: Change) -> None:
+        raise RuntimeError("always")
+
+    handler = worker.lambda_handler
+    handler._ready = True  # the state table and its TTL: not what this test is about
+    race = ConditionFailedError("moved", item=_counted(2)["Item"])
+    if created_first:  # missing, our create loses, theirs is at 2: we write 3
+        transport.queue("GetItem", {}, _counted(2))
+    else:  # at 1, our 2 loses to theirs, read again at 2: we write 3
+        transport.queue("GetItem", _counted(1), _counted(2))
+    transport.queue("UpdateItem", race, {})
+    event = copy.deepcopy(AWS_SAMPLE_EVENT)
+    event["Records"] = event["Records"][:1]
+    assert handler(event, None) == {"batchItemFailures": []}
+    (letter,) = letters
+    assert letter.attempts == 3 and str(letter.error) == "always"
+    writes = [p for _, op, p in transport.calls if op == "UpdateItem"]
+    first = "attribute_not_exists(counter)" if created_first else "counter = 1"
+    assert [_counter_write(w) for w in writes] == [
+        (first, 1 if created_first else 2),
+        ("counter = 2", 3),
+    ]
