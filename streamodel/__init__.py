@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         TransportError,
         TrimmedDataError,
         UndecodableItemError,
+        UndecodableRecordError,
         ValidationError,
     )
     from streamodel.models import BaseModel, new_base
@@ -103,6 +104,7 @@ _WHERE = {
             "TransportError",
             "TrimmedDataError",
             "UndecodableItemError",
+            "UndecodableRecordError",
             "ValidationError",
         ],
         "streamodel.exceptions",
@@ -166,6 +168,7 @@ __all__ = [  # noqa: RUF022  # plain sorted() order, which tests/unit/test_expor
     "TrimmedDataError",
     "UUID",
     "UndecodableItemError",
+    "UndecodableRecordError",
     "ValidationError",
     "add",
     "add_to_set",

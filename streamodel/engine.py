@@ -30,6 +30,7 @@ from streamodel.exceptions import (
     ResourceNotFoundError,
     StaleVersionError,
     StreamodelError,
+    ThrottledError,
 )
 from streamodel.models import BaseModel
 from streamodel.search import Search
@@ -515,18 +516,24 @@ class Engine:
             reraise=True,
         )
         remaining = request
-        for attempt in retrying:
-            with attempt:
-                response = self.transport.call(
-                    "dynamodb", "BatchGetItem", {"RequestItems": remaining}
-                )
-                for table, items in response.get("Responses", {}).items():
-                    for item in items:
-                        yield table, item
-                remaining = response.get("UnprocessedKeys") or {}
-                if remaining:
-                    count = sum(len(v["Keys"]) for v in remaining.values())
-                    raise _Unprocessed(f"BatchGetItem left {count} key(s) unprocessed")
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self.transport.call(
+                        "dynamodb", "BatchGetItem", {"RequestItems": remaining}
+                    )
+                    for table, items in response.get("Responses", {}).items():
+                        for item in items:
+                            yield table, item
+                    remaining = response.get("UnprocessedKeys") or {}
+                    if remaining:
+                        count = sum(len(v["Keys"]) for v in remaining.values())
+                        raise _Unprocessed(f"BatchGetItem left {count} key(s) unprocessed")
+        except _Unprocessed as error:
+            # What DynamoDB keeps leaving unprocessed is throttling by another name.
+            raise ThrottledError(
+                f"{error} after 10 attempts", operation="BatchGetItem", code="UnprocessedKeys"
+            ) from None
 
     def query(self, model_or_index: type[BaseModel] | Index, **options: Any) -> Search:
         """A query on a table or index: ``engine.query(Model.index).key(Model.col == x)``."""
@@ -567,8 +574,8 @@ def _changed_since_load(obj: BaseModel, item: Mapping[str, Wire] | None) -> bool
     return any(item.get(name) != wire for name, wire in snapshot.items())
 
 
-class _Unprocessed(StreamodelError):
-    """DynamoDB left some keys or items unprocessed; retried with backoff."""
+class _Unprocessed(Exception):
+    """DynamoDB left some keys unprocessed; retried with backoff (never leaves this module)."""
 
 
 def _model_object(obj: Any) -> BaseModel:

@@ -11,6 +11,7 @@
     ├── MissingObjectsError         load() did not find some objects (.objects)
     ├── BatchWriteError             a batch write left some objects unwritten (.objects)
     ├── UndecodableItemError        a stored item does not fit its model (.model, .column)
+    ├── UndecodableRecordError      a stream record does not fit its model (.record)
     ├── ConditionFailedError        a conditional write was refused (.obj, .item)
     │   └── StaleVersionError       ... because the stored version moved on
     ├── TransactionCanceledError    a transaction was cancelled (.reasons, one per item)
@@ -47,6 +48,7 @@ __all__ = [
     "TransportError",
     "TrimmedDataError",
     "UndecodableItemError",
+    "UndecodableRecordError",
     "ValidationError",
 ]
 
@@ -111,6 +113,23 @@ class UndecodableItemError(StreamodelError):
         self.model = model
         self.column = column
         self.item = dict(item)
+
+
+class UndecodableRecordError(StreamodelError):
+    """A stream record could not be turned into the model (another writer, another schema).
+
+    ``.record`` is the raw record, ``.shard_id`` and ``.sequence_number`` where it is. The
+    reader's position is already past it, so reading can go on; the worker hands such
+    records to its dead-letter destination.
+    """
+
+    def __init__(
+        self, message: str, *, record: Mapping[str, Any], shard_id: str, sequence_number: str
+    ) -> None:
+        super().__init__(message)
+        self.record = dict(record)
+        self.shard_id = shard_id
+        self.sequence_number = sequence_number
 
 
 class ConditionFailedError(StreamodelError):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from streamodel._compiled import compiled
 from streamodel._diff import load_new, meta_of
-from streamodel.exceptions import StreamodelError, UndecodableItemError
+from streamodel.exceptions import UndecodableItemError, UndecodableRecordError
 from streamodel.models import BaseModel
 from streamodel.transport.json_shape import datetime_from_json
 from streamodel.types import Wire
@@ -26,23 +26,6 @@ Event = Literal["insert", "modify", "remove"]
 EVENTS: tuple[Event, ...] = ("insert", "modify", "remove")
 _EVENT_NAMES: dict[str, Event] = {"INSERT": "insert", "MODIFY": "modify", "REMOVE": "remove"}
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
-
-
-class UndecodableRecordError(StreamodelError):
-    """A stream record could not be turned into the model (another writer, another schema).
-
-    ``.record`` is the raw record, ``.shard_id`` and ``.sequence_number`` where it is. The
-    reader's position is already past it, so reading can go on; the worker hands such
-    records to its dead-letter destination.
-    """
-
-    def __init__(
-        self, message: str, *, record: Mapping[str, Any], shard_id: str, sequence_number: str
-    ) -> None:
-        super().__init__(message)
-        self.record = dict(record)
-        self.shard_id = shard_id
-        self.sequence_number = sequence_number
 
 
 @dataclass(frozen=True, eq=False)

@@ -108,3 +108,36 @@ def test_signals_module_has_exactly_the_eight_signals() -> None:
     assert found == sorted(SIGNALS)
     for name in SIGNALS:
         assert getattr(signals, name).name == name
+
+
+def test_every_error_lives_in_exceptions_and_is_exported() -> None:
+    """Every StreamodelError subclass of the package is defined in streamodel.exceptions and
+    exported from streamodel, so users catch them from one place."""
+    import importlib
+    import pkgutil
+    import warnings
+
+    import streamodel.exceptions
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the old, moved module paths
+        for module in pkgutil.walk_packages(streamodel.__path__, "streamodel."):
+            if module.name != "streamodel.__main__":
+                importlib.import_module(module.name)
+
+    def subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        for sub in list(found):
+            found |= subclasses(sub)
+        return found
+
+    errors = {
+        cls
+        for cls in subclasses(streamodel.StreamodelError)
+        if cls.__module__.startswith("streamodel")
+    }
+    assert {cls.__module__ for cls in errors} == {"streamodel.exceptions"}
+    assert sorted(cls.__name__ for cls in errors) == sorted(
+        name for name in streamodel.exceptions.__all__ if name != "StreamodelError"
+    )
+    assert set(streamodel.exceptions.__all__) <= set(streamodel.__all__)

@@ -299,6 +299,27 @@ def test_load_150_objects_in_two_batches_retrying_unprocessed(engine: Any, trans
     assert all(u.name == "n" for u in users)
 
 
+def test_keys_left_unprocessed_for_good_are_a_throttled_error(
+    engine: Any, transport: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys DynamoDB keeps leaving unprocessed end in a public ThrottledError after ten
+    attempts (never a private retry marker)."""
+    import tenacity
+
+    monkeypatch.setattr(tenacity.nap, "sleep", lambda seconds: None)
+
+    def never(params: dict[str, Any]) -> dict[str, Any]:
+        return {"Responses": {}, "UnprocessedKeys": params["RequestItems"]}
+
+    transport.queue("BatchGetItem", *([never] * 10))
+    with pytest.raises(
+        streamodel.ThrottledError, match="2 key\\(s\\) unprocessed after 10"
+    ) as caught:
+        engine.load(User(id="a"), User(id="b"))
+    assert caught.value.code == "UnprocessedKeys"
+    assert transport.operations() == ["BatchGetItem"] * 10
+
+
 def test_load_missing_objects_raises_after_filling_found(engine: Any, transport: Any) -> None:
     """load fills what it finds, then MissingObjectsError lists the rest."""
     transport.queue(
