@@ -15,29 +15,14 @@ number of times. Whatever is still not written then is reported per object
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from streamodel import signals
-from streamodel._diff import (
-    MAX_ITEM_BYTES,
-    _check_index_keys,
-    is_stored,
-    key_of,
-    mark_deleted,
-    meta_of,
-)
-from streamodel.actions import Action
-from streamodel.exceptions import (
-    BatchWriteError,
-    InvalidConditionError,
-    ServerError,
-    ValidationError,
-)
+from streamodel import requests, writes
+from streamodel.exceptions import BatchWriteError, InvalidConditionError, ServerError
 from streamodel.models import BaseModel
-from streamodel.schema import check_values
-from streamodel.types import Wire, wire_size
+from streamodel.types import Wire
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
@@ -53,19 +38,21 @@ class _Unprocessed(Exception):
 
 
 class _Entry:
-    __slots__ = ("done", "item", "key", "kind", "obj", "table")
+    """One object's put or delete in a batch, and whether DynamoDB accepted it yet."""
 
-    def __init__(
-        self, kind: Literal["put", "delete"], obj: BaseModel, table: str, item: dict[str, Wire]
-    ) -> None:
-        self.kind, self.obj, self.table, self.item = kind, obj, table, item
-        self.key = key_of(obj)
+    __slots__ = ("done", "key", "table", "write")
+
+    def __init__(self, write: writes.Write) -> None:
+        self.write, self.table = write, write.table
+        self.key: dict[str, Wire] = (
+            write.request["Key"] if write.kind == "delete" else _key_part(write)
+        )
         self.done = False
 
     def request(self) -> dict[str, Any]:
-        if self.kind == "put":
-            return {"PutRequest": {"Item": self.item}}
-        return {"DeleteRequest": {"Key": self.item}}
+        if self.write.kind == "put":
+            return {"PutRequest": {"Item": self.write.request}}
+        return {"DeleteRequest": {"Key": self.write.request["Key"]}}
 
 
 class BatchWriter:
@@ -78,38 +65,29 @@ class BatchWriter:
     # -- planning ------------------------------------------------------------------------
     def put(self, objs: Sequence[BaseModel]) -> None:
         """Replace each object's stored item with the object (every column it holds)."""
-        entries, diffs = [], []
-        for obj in objs:
-            item, diff = _whole_item(obj)
-            entries.append(_Entry("put", obj, self.engine.table_name(type(obj)), item))
-            diffs.append(diff)
-        _refuse_duplicates(entries)
-        for entry, diff in zip(entries, diffs, strict=True):
-            signals.before_save.send(type(entry.obj), engine=self.engine, obj=entry.obj, diff=diff)
-
-        def done(entry: _Entry, index: int) -> None:
-            _mark_put(entry.obj, entry.item)
-            obj = entry.obj
-            signals.object_saved.send(type(obj), engine=self.engine, obj=obj, diff=diffs[index])
-
-        self._write(entries, done)
+        self.write([writes.put(self.engine.table_name(type(o)), o) for o in objs])
 
     def delete(self, objs: Sequence[BaseModel]) -> None:
         """Delete each object's item, unconditionally."""
-        entries = [_Entry("delete", o, self.engine.table_name(type(o)), key_of(o)) for o in objs]
+        self.write([writes.delete(self.engine.table_name(type(o)), o) for o in objs])
+
+    def write(self, planned: Sequence[writes.Write]) -> None:
+        """Send puts and unconditional deletes (every one announced before the first
+        request), marking and signalling each object once DynamoDB accepted it."""
+        for write in planned:
+            if write.kind not in ("put", "delete") or "ConditionExpression" in write.request:
+                raise InvalidConditionError(
+                    f"{type(write.obj).__name__}: a batch takes only whole-item puts and "
+                    "unconditional deletes"
+                )
+        entries = [_Entry(write) for write in planned]
         _refuse_duplicates(entries)
         for entry in entries:
-            signals.before_delete.send(type(entry.obj), engine=self.engine, obj=entry.obj)
-
-        def done(entry: _Entry, index: int) -> None:
-            mark_deleted(entry.obj)
-            signals.object_deleted.send(type(entry.obj), engine=self.engine, obj=entry.obj)
-
-        self._write(entries, done)
+            entry.write.announce(self.engine)
+        self._write(entries)
 
     # -- sending -------------------------------------------------------------------------
-    def _write(self, entries: list[_Entry], done: Any) -> None:
-        index = {id(e): i for i, e in enumerate(entries)}
+    def _write(self, entries: list[_Entry]) -> None:
         for start in range(0, len(entries), BATCH_WRITE_LIMIT):
             chunk = entries[start : start + BATCH_WRITE_LIMIT]
             try:
@@ -117,11 +95,13 @@ class BatchWriter:
             except Exception as error:
                 for entry in chunk:
                     if entry.done:
-                        done(entry, index[id(entry)])
-                missing = [e.obj for e in entries if not e.done]
+                        entry.write.applied(self.engine)
+                missing = [e.write.obj for e in entries if not e.done]
                 # After a 5xx or a broken connection the last call may have landed.
                 unknown = (
-                    [e.obj for e in chunk if not e.done] if isinstance(error, ServerError) else []
+                    [e.write.obj for e in chunk if not e.done]
+                    if isinstance(error, ServerError)
+                    else []
                 )
                 detail = f" ({len(unknown)} in a call whose outcome is unknown)" if unknown else ""
                 raise BatchWriteError(
@@ -131,7 +111,7 @@ class BatchWriter:
                     unknown=unknown,
                 ) from error
             for entry in chunk:
-                done(entry, index[id(entry)])
+                entry.write.applied(self.engine)
 
     def _send(self, chunk: list[_Entry]) -> None:
         """One chunk; unprocessed requests again with full-jitter backoff, a bounded number
@@ -150,15 +130,13 @@ class BatchWriter:
         )
         for attempt in retrying:
             with attempt:
-                request: dict[str, list[dict[str, Any]]] = {}
-                for entry in pending.values():
-                    request.setdefault(entry.table, []).append(entry.request())
-                response = self.engine.transport.call(
-                    "dynamodb", "BatchWriteItem", {"RequestItems": request}
+                request = requests.batch_write_item(
+                    [(entry.table, entry.request()) for entry in pending.values()]
                 )
+                response = self.engine.transport.call("dynamodb", "BatchWriteItem", request)
                 left: dict[tuple[str, str], _Entry] = {}
-                for table, requests in (response.get("UnprocessedItems") or {}).items():
-                    for r in requests:
+                for table, unprocessed in (response.get("UnprocessedItems") or {}).items():
+                    for r in unprocessed:
                         item = (r.get("PutRequest") or r.get("DeleteRequest") or {}).get(
                             "Item", r.get("DeleteRequest", {}).get("Key", {})
                         )
@@ -184,58 +162,12 @@ def _refuse_duplicates(entries: list[_Entry]) -> None:
         ident = (entry.table, _ident(entry.key))
         if ident in seen:
             raise InvalidConditionError(
-                f"{type(entry.obj).__name__} {entry.key} appears twice in one batch write"
+                f"{type(entry.write.obj).__name__} {entry.key} appears twice in one batch write"
             )
         seen.add(ident)
 
 
-def _whole_item(obj: BaseModel) -> tuple[dict[str, Wire], dict[str, tuple[Any, Any]]]:
-    """The full item for a put of ``obj``, and its diff against what is known stored."""
-    meta = meta_of(obj)
-    name = type(obj).__name__
-    if meta.version is not None:
-        raise InvalidConditionError(
-            f"{name} has a version column: a batch write cannot check or advance versions "
-            "(BatchWriteItem takes no conditions); save it without replace=True"
-        )
-    values = obj._sm_values
-    acting = sorted(n for n, v in values.items() if isinstance(v, Action))
-    if acting:
-        raise InvalidConditionError(
-            f"{name}: columns {acting} hold update actions, which a batch put cannot apply"
-        )
-    item = key_of(obj)
-    key_names = {c.name for c in meta.keys}
-    checked = check_values(
-        type(obj), {c.name: values.get(c.name) for c in meta.columns if c.name not in key_names}
-    )
-    _check_index_keys(meta, checked)
-    snapshot = obj._sm_snapshot if is_stored(obj) else None
-    diff: dict[str, tuple[Any, Any]] = {}
-    for column in meta.columns:
-        if column.name in key_names:
-            continue
-        wire = column.type.dynamo_dump(checked[column.name])
-        old = snapshot.get(column.dynamo_name) if snapshot is not None else None
-        if wire is not None:
-            item[column.dynamo_name] = wire
-        if wire != old:
-            diff[column.name] = (column.type.dynamo_load(old), checked[column.name])
-    size = wire_size(item)
-    if size > MAX_ITEM_BYTES:
-        raise ValidationError(
-            {"_item": [f"Item is {size} bytes; DynamoDB's limit is 400 KB ({MAX_ITEM_BYTES})."]}
-        )
-    return item, diff
-
-
-def _mark_put(obj: BaseModel, item: dict[str, Wire]) -> None:
-    """After a put, every column is known: stored as in ``item``, or absent."""
-    meta = meta_of(obj)
-    snapshot: dict[str, Wire | None] = {}
-    for column in meta.columns:
-        wire = item.get(column.dynamo_name)
-        snapshot[column.dynamo_name] = wire
-        obj._sm_values[column.name] = column.type.dynamo_load(wire)
-    obj._sm_snapshot = snapshot
-    obj._sm_touched = set()
+def _key_part(write: writes.Write) -> dict[str, Wire]:
+    """The key attributes of a put's item."""
+    names = [c.dynamo_name for c in type(write.obj).Meta.keys]  # type: ignore[attr-defined]
+    return {name: write.request[name] for name in names}

@@ -7,19 +7,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from streamodel import signals
-from streamodel._diff import (
-    SavePlan,
-    delete_condition,
-    fill,
-    is_stored,
-    key_of,
-    mark_deleted,
-    mark_saved,
-    meta_of,
-    plan_save,
-)
-from streamodel._render import Renderer, plain_update, render_plain, render_updates
+from streamodel import requests, signals, writes
+from streamodel._diff import fill, key_of, meta_of
 from streamodel.columns import Index
 from streamodel.conditions import Condition, Path
 from streamodel.exceptions import (
@@ -258,84 +247,30 @@ class Engine:
                 )
             BatchWriter(self).put([_model_object(obj) for obj in objs])
             return
-        plans = [
-            plan_save(
-                _model_object(obj),
+        planned = [
+            writes.save(
+                self.table_name(type(obj)),
+                obj,
                 condition=condition,
                 atomic=atomic,
                 version_check=version_check,
                 actions=actions,
                 sync=sync,
             )
-            for obj in objs
+            for obj in map(_model_object, objs)
         ]
-        for plan in plans:
-            self._save_one(plan, force=sync)
+        for write in planned:
+            if sync or write.needed:
+                self._send(write, "UpdateItem")
 
-    def _save_one(self, plan: SavePlan, *, force: bool = False) -> None:
-        obj = plan.obj
-        model = type(obj)
-        if not force and plan.writes_nothing and plan.condition is None and is_stored(obj):
-            return  # known to be stored as it is: no write needed
-        if signals.before_save.receivers:  # the diff is built only for receivers
-            signals.before_save.send(model, engine=self, obj=obj, diff=plan.diff)
-        request = self.update_request(plan)
-        if plan.returns is not None:
-            request["ReturnValues"] = plan.returns
+    def _send(self, write: writes.Write, operation: str) -> None:
+        """One object's write on its own: announced, sent, marked and signalled."""
+        write.announce(self)
         try:
-            response = self.transport.call("dynamodb", "UpdateItem", request)
+            response = self.transport.call("dynamodb", operation, write.request)
         except ConditionFailedError as error:
-            raise self._condition_error(obj, plan.version_condition is not None, error) from None
-        mark_saved(plan, response.get("Attributes") if plan.returns else None)
-        if signals.object_saved.receivers:
-            signals.object_saved.send(model, engine=self, obj=obj, diff=plan.diff)
-
-    def update_request(self, plan: SavePlan) -> dict[str, Any]:
-        """The ``UpdateItem`` parameters for a save plan (without ``ReturnValues``)."""
-        model = type(plan.obj)
-        request: dict[str, Any] = {"TableName": self.table_name(model), "Key": plan.key}
-        if not plan.updates and plan.condition is plan.version_condition:
-            # The usual save: whole columns, under the version check if any.
-            version = None if plan.condition is None else plan.version
-            request.update(
-                plain_update(
-                    plan.set_columns, plan.set_wires, plan.removes, version, plan.expected_version
-                )
-            )
-        else:
-            r = Renderer()
-            if plan.updates:
-                expression = render_updates(r, plan.all_updates())
-            else:
-                expression = render_plain(r, plan.set_columns, plan.set_wires, plan.removes)
-            if expression is not None:
-                request["UpdateExpression"] = expression
-            if plan.condition is not None:
-                request["ConditionExpression"] = r.condition(plan.condition)
-            request.update(r.params())
-        if plan.condition is not None:
-            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        return request
-
-    def delete_request(
-        self,
-        obj: BaseModel,
-        *,
-        condition: Condition | None = None,
-        atomic: bool = False,
-        version_check: bool = True,
-    ) -> dict[str, Any]:
-        """The ``DeleteItem`` parameters for ``obj`` under its conditions."""
-        cond = delete_condition(
-            obj, condition=condition, atomic=atomic, version_check=version_check
-        )
-        r = Renderer()
-        request: dict[str, Any] = {"TableName": self.table_name(type(obj)), "Key": key_of(obj)}
-        if cond is not None:
-            request["ConditionExpression"] = r.condition(cond)
-            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        request.update(r.params())
-        return request
+            raise write.refused(error) from None
+        write.applied(self, response.get("Attributes"))
 
     def delete(
         self,
@@ -349,31 +284,24 @@ class Engine:
         Several deletes without any condition go in ``BatchWriteItem`` calls (25 per call):
         a batch delete is exactly an unconditional ``DeleteItem``.
         """
-        requests = [
-            (
+        planned = [
+            writes.delete(
+                self.table_name(type(obj)),
                 obj,
-                self.delete_request(
-                    obj, condition=condition, atomic=atomic, version_check=version_check
-                ),
+                condition=condition,
+                atomic=atomic,
+                version_check=version_check,
             )
             for obj in map(_model_object, objs)
         ]
-        plain = [obj for obj, request in requests if "ConditionExpression" not in request]
+        plain = [w for w in planned if "ConditionExpression" not in w.request]
         if len(plain) > 1:
             from streamodel.batch import BatchWriter
 
-            BatchWriter(self).delete(plain)
-            requests = [(o, r) for o, r in requests if "ConditionExpression" in r]
-        for obj, request in requests:
-            model = type(obj)
-            signals.before_delete.send(model, engine=self, obj=obj)
-            try:
-                self.transport.call("dynamodb", "DeleteItem", request)
-            except ConditionFailedError as error:
-                versioned = version_check and meta_of(obj).version is not None
-                raise self._condition_error(obj, versioned, error) from None
-            mark_deleted(obj)
-            signals.object_deleted.send(model, engine=self, obj=obj)
+            BatchWriter(self).write(plain)
+            planned = [w for w in planned if "ConditionExpression" in w.request]
+        for write in planned:
+            self._send(write, "DeleteItem")
 
     def update(
         self,
@@ -426,28 +354,6 @@ class Engine:
                     ) from None
         return obj
 
-    @staticmethod
-    def _condition_error(
-        obj: BaseModel, versioned: bool, error: ConditionFailedError
-    ) -> ConditionFailedError:
-        """A ``StaleVersionError`` when the stored version is not the object's, else as is."""
-        item = error.item
-        name = type(obj).__name__
-        if versioned:
-            version = meta_of(obj).version
-            stored = None
-            if item is not None and version.dynamo_name in item:
-                stored = version.type.dynamo_load(item[version.dynamo_name])
-            mine = obj._sm_values.get(version.name)
-            if stored != mine:
-                return StaleVersionError(
-                    f"{name}: stored version is {stored}, this object has {mine}; "
-                    "reload, merge and retry",
-                    obj=obj,
-                    item=item,
-                )
-        return ConditionFailedError(f"{name}: the write's condition failed", obj=obj, item=item)
-
     # -- reads ------------------------------------------------------------------------
     def load(self, *objs: BaseModel, consistent: bool = False) -> None:
         """Fill each object from its stored item (one ``GetItem`` for a single key, else
@@ -489,7 +395,7 @@ class Engine:
             return self._batch_get(by_table, consistent)
         # One key: GetItem is the cheaper call (no batch envelope, nothing unprocessed).
         ((table, (key,)),) = by_table.items()
-        request = {"TableName": table, "Key": key, "ConsistentRead": consistent}
+        request = requests.get_item(table, key, consistent=consistent)
         item = self.transport.call("dynamodb", "GetItem", request).get("Item")
         return iter([(table, item)] if item is not None else [])
 
@@ -499,11 +405,8 @@ class Engine:
         pending = [(table, key) for table, keys in by_table.items() for key in keys]
         for start in range(0, len(pending), BATCH_GET_LIMIT):
             chunk = pending[start : start + BATCH_GET_LIMIT]
-            request: dict[str, Any] = {}
-            for table, key in chunk:
-                request.setdefault(table, {"Keys": [], "ConsistentRead": consistent})
-                request[table]["Keys"].append(key)
-            yield from self._batch_get_chunk(request)
+            request = requests.batch_get_item(chunk, consistent=consistent)
+            yield from self._batch_get_chunk(request["RequestItems"])
 
     def _batch_get_chunk(self, request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Wire]]]:
         """One BatchGetItem, with ``UnprocessedKeys`` retried with backoff and a bound."""

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from streamodel import signals
-from streamodel._diff import (
-    SavePlan,
-    check_condition,
-    fill,
-    is_stored,
-    key_of,
-    mark_deleted,
-    mark_saved,
-    meta_of,
-    plan_save,
-)
-from streamodel._render import Renderer
+from streamodel import requests, signals, writes
+from streamodel._diff import fill, is_stored, key_of, meta_of
 from streamodel.conditions import Condition, Path
 from streamodel.exceptions import (
     InvalidConditionError,
@@ -66,9 +54,14 @@ class WriteTransaction(_Transaction):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
+        # One write per item, in order, to map cancellation reasons and signals.
+        self._writes: list[writes.Write] = []
         self._items: list[dict[str, Any]] = []
-        # (kind, obj, plan) per item, in order, to map cancellation reasons and signals.
-        self._entries: list[tuple[str, BaseModel, SavePlan | None]] = []
+
+    def _add(self, kind: str, write: writes.Write) -> None:
+        self._claim(write.obj)
+        self._items.append({kind: write.request})
+        self._writes.append(write)
 
     def save(
         self,
@@ -87,29 +80,26 @@ class WriteTransaction(_Transaction):
         for obj in objs:
             if not isinstance(obj, BaseModel):
                 raise TypeError(f"expected a model object, got {obj!r}")
-            plan = plan_save(
+            write = writes.save(
+                self.engine.table_name(type(obj)),
                 obj,
                 condition=condition,
                 atomic=atomic,
                 version_check=version_check,
                 actions=actions,
+                read_back=False,
             )
-            request = self.engine.update_request(plan)
-            if "UpdateExpression" in request:
-                kind = "Update"
-            elif "ConditionExpression" in request:
-                kind = "ConditionCheck"  # nothing to write: only the condition takes part
-            elif is_stored(obj):
-                continue  # known to be stored as it is
-            else:
+            if "UpdateExpression" in write.request:
+                self._add("Update", write)
+            elif "ConditionExpression" in write.request:
+                self._add("ConditionCheck", write)  # nothing to write: only the condition
+            elif not is_stored(obj):
                 raise InvalidConditionError(
                     f"{type(obj).__name__}: a new object with only key values cannot be "
                     "created in a transaction (DynamoDB's transactional update needs an "
                     "attribute to set); give it a value or use engine.save()"
                 )
-            self._claim(obj)
-            self._items.append({kind: request})
-            self._entries.append(("save", obj, plan))
+            # else: known to be stored as it is
 
     def delete(
         self,
@@ -119,54 +109,37 @@ class WriteTransaction(_Transaction):
         version_check: bool = True,
     ) -> None:
         for obj in objs:
-            self._claim(obj)
-            request = self.engine.delete_request(
-                obj, condition=condition, atomic=atomic, version_check=version_check
+            if not isinstance(obj, BaseModel):
+                raise TypeError(f"expected a model object, got {obj!r}")
+            write = writes.delete(
+                self.engine.table_name(type(obj)),
+                obj,
+                condition=condition,
+                atomic=atomic,
+                version_check=version_check,
             )
-            self._items.append({"Delete": request})
-            self._entries.append(("delete", obj, None))
+            self._add("Delete", write)
 
     def check(self, obj: BaseModel, condition: Condition) -> None:
         """Require ``condition`` to hold on ``obj``'s stored item for the whole transaction."""
-        check_condition(obj, condition)
-        key = self._claim(obj)
-        r = Renderer()
-        request: dict[str, Any] = {
-            "TableName": self.engine.table_name(type(obj)),
-            "Key": key,
-            "ConditionExpression": r.condition(condition),
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        request.update(r.params())
-        self._items.append({"ConditionCheck": request})
-        self._entries.append(("check", obj, None))
+        if not isinstance(obj, BaseModel):
+            raise TypeError(f"expected a model object, got {obj!r}")
+        self._add("ConditionCheck", writes.check(self.engine.table_name(type(obj)), obj, condition))
 
     def commit(self) -> None:
         """Send every item in one ``TransactWriteItems``; signals fire after it succeeded."""
         self.committed = True
         if not self._items:
             return
-        for kind, obj, plan in self._entries:
-            if kind == "save" and plan is not None:
-                if signals.before_save.receivers:  # the diff is built only for receivers
-                    signals.before_save.send(type(obj), engine=self.engine, obj=obj, diff=plan.diff)
-            elif kind == "delete":
-                signals.before_delete.send(type(obj), engine=self.engine, obj=obj)
-        request = {"TransactItems": self._items, "ClientRequestToken": uuid.uuid4().hex}
+        for write in self._writes:
+            write.announce(self.engine)
+        request = requests.transact_write_items(self._items)
         try:
             self.engine.transport.call("dynamodb", "TransactWriteItems", request)
         except TransactionCanceledError as error:
-            raise _with_objects(error, self._entries) from None
-        for kind, obj, plan in self._entries:
-            if kind == "save" and plan is not None:
-                mark_saved(plan)
-                if signals.object_saved.receivers:
-                    signals.object_saved.send(
-                        type(obj), engine=self.engine, obj=obj, diff=plan.diff
-                    )
-            elif kind == "delete":
-                mark_deleted(obj)
-                signals.object_deleted.send(type(obj), engine=self.engine, obj=obj)
+            raise _with_objects(error, [(w.kind, w.obj) for w in self._writes]) from None
+        for write in self._writes:
+            write.applied(self.engine)
 
 
 class ReadTransaction(_Transaction):
@@ -175,27 +148,24 @@ class ReadTransaction(_Transaction):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self._objs: list[BaseModel] = []
-        self._items: list[dict[str, Any]] = []
+        self._keys_in_order: list[tuple[str, dict[str, Any]]] = []
 
     def load(self, *objs: BaseModel) -> None:
         for obj in objs:
             key = self._claim(obj)
             self._objs.append(obj)
-            self._items.append(
-                {"Get": {"TableName": self.engine.table_name(type(obj)), "Key": key}}
-            )
+            self._keys_in_order.append((self.engine.table_name(type(obj)), key))
 
     def commit(self) -> None:
         """Read every item in one ``TransactGetItems`` and fill the objects."""
         self.committed = True
-        if not self._items:
+        if not self._keys_in_order:
             return
+        request = requests.transact_get_items(self._keys_in_order)
         try:
-            response = self.engine.transport.call(
-                "dynamodb", "TransactGetItems", {"TransactItems": self._items}
-            )
+            response = self.engine.transport.call("dynamodb", "TransactGetItems", request)
         except TransactionCanceledError as error:
-            raise _with_objects(error, [("load", o, None) for o in self._objs]) from None
+            raise _with_objects(error, [("load", o) for o in self._objs]) from None
         missing = []
         for obj, result in zip(self._objs, response.get("Responses", []), strict=False):
             item = result.get("Item")
@@ -209,8 +179,9 @@ class ReadTransaction(_Transaction):
 
 
 def _with_objects(
-    error: TransactionCanceledError, entries: list[tuple[str, BaseModel, SavePlan | None]]
+    error: TransactionCanceledError, entries: list[tuple[str, BaseModel]]
 ) -> TransactionCanceledError:
+    """The cancellation with each reason's object and operation, and the culprits named."""
     reasons = []
     culprits = []
     for i, reason in enumerate(error.reasons):
@@ -231,11 +202,5 @@ def meta_key(obj: BaseModel) -> dict[str, Any]:
 
 def _stale_note(obj: BaseModel, item: Mapping[str, Any] | None) -> str:
     """Say so when the failed item's stored version is not the object's."""
-    version = meta_of(obj).version
-    if version is None:
-        return ""
-    stored = None
-    if item is not None and version.dynamo_name in item:
-        stored = version.type.dynamo_load(item[version.dynamo_name])
-    mine = obj._sm_values.get(version.name)
-    return "" if stored == mine else f" (stale version: stored {stored}, object has {mine})"
+    stale = writes.stale_versions(obj, item)
+    return "" if stale is None else f" (stale version: stored {stale[0]}, object has {stale[1]})"

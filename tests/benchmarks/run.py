@@ -67,6 +67,7 @@ from streamodel import (  # noqa: E402
     Set,
     String,
     new_base,
+    writes,
 )
 from streamodel._diff import fill, plan_save  # noqa: E402
 from streamodel.models import new_instance  # noqa: E402
@@ -336,7 +337,7 @@ def run_cpu(iterations: int, rounds: int) -> dict[str, dict[str, float]]:
         return target
 
     def sm_request() -> Any:
-        return engine.update_request(plan_save(obj, condition=None, atomic=False))
+        return writes.save(engine.table_name(Account), obj).request
 
     pm = pynamodb_model("http://127.0.0.1:1", "cpu")
     pobj = pm(**pynamo_values(values))
@@ -1468,11 +1469,7 @@ def main(argv: list[str] | None = None) -> int:
             **{c.dynamo_name: w for c, w in zip(plan.set_columns, plan.set_wires, strict=True)},
         }
         print("== profile: streamodel object -> save request ==")
-        print(
-            profile(
-                lambda: engine.update_request(plan_save(obj, condition=None, atomic=False)), 3000
-            )
-        )
+        print(profile(lambda: writes.save(engine.table_name(Account), obj).request, 3000))
         print("== profile: streamodel wire -> object ==")
         print(profile(lambda: fill(new_instance(Account), wire), 3000))
 
