@@ -136,7 +136,7 @@ class SavePlan:
     def all_updates(self) -> list[Update]:
         """Every clause of the ``UpdateExpression``: plain SETs and REMOVEs, then actions."""
         plain = [
-            Update(c, "SET", "{v[0]}", (w,), computed=False)
+            Update(c, "SET", "value", (w,), computed=False)
             for c, w in zip(self.set_columns, self.set_wires, strict=True)
         ]
         plain += [Update(c, "REMOVE", computed=False) for c in self.removes]
@@ -260,7 +260,7 @@ def plan_save(
             plan.version_condition = version_is(version, plan.expected_version)
     elif version is not None:
         # No check, yet never a rollback: DynamoDB adds 1 to whatever is stored.
-        updates.append(Update(version, "ADD", "{v[0]}", ({"N": "1"},)))
+        updates.append(Update(version, "ADD", "value", ({"N": "1"},)))
         other_changes[version.name] = (values.get(version.name), None)
     if updates:
         _check_overlaps(plan)

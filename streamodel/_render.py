@@ -1,4 +1,8 @@
-"""The one place that writes DynamoDB expression syntax.
+"""The one place that writes DynamoDB expression syntax: conditions, operands, update
+clauses and projections.
+
+Conditions (:mod:`streamodel.conditions`) and update actions (:mod:`streamodel.actions`) only
+describe; the :class:`Renderer` turns each kind of node into its syntax here.
 
 Every attribute name goes through a ``#n`` placeholder and every value through a ``:v``
 placeholder, so names that are reserved words or contain ``.``, ``-``, ``#``, ``:``, spaces
@@ -9,15 +13,33 @@ rejects unused placeholders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from streamodel.conditions import version_is
+from streamodel.conditions import (
+    And,
+    AttributeType,
+    BeginsWith,
+    Between,
+    Comparison,
+    Condition,
+    Contains,
+    Exists,
+    In,
+    Not,
+    NotExists,
+    Operand,
+    Or,
+    Path,
+    Size,
+    Value,
+    version_is,
+)
+from streamodel.exceptions import InvalidConditionError
 from streamodel.types import Wire
 
 if TYPE_CHECKING:
-    from streamodel.actions import Update
-    from streamodel.conditions import Condition
+    from streamodel.actions import Form, Update
 
 
 class Renderer:
@@ -45,7 +67,22 @@ class Renderer:
         return placeholder
 
     def condition(self, condition: Condition) -> str:
-        return condition.render(self)
+        render = _CONDITIONS.get(type(condition))
+        if render is None:  # a subclass: render it as its nearest known base
+            known = (_CONDITIONS.get(cls) for cls in type(condition).__mro__)
+            render = next((r for r in known if r is not None), None)
+            if render is None:
+                raise InvalidConditionError(f"cannot render {condition!r} as a condition")
+        return render(self, condition)
+
+    def operand(self, operand: Operand) -> str:
+        if isinstance(operand, Value):
+            return self.value(operand.wire)
+        if isinstance(operand, Path):
+            return self.path(operand.column.dynamo_name, operand.segments)
+        if isinstance(operand, Size):
+            return f"size({self.operand(operand.path)})"
+        raise InvalidConditionError(f"cannot render {operand!r} as an operand")
 
     def projection(self, attributes: Sequence[str]) -> str:
         return ", ".join(self.name(a) for a in attributes)
@@ -58,6 +95,48 @@ class Renderer:
         if self._values:
             out["ExpressionAttributeValues"] = dict(self._values)
         return out
+
+
+def _function(name: str) -> Callable[[Renderer, Any], str]:
+    def render(r: Renderer, c: Any) -> str:
+        args = "".join(", " + r.operand(a) for a in c.args)
+        return f"{name}({r.operand(c.path)}{args})"
+
+    return render
+
+
+# Each condition class and its syntax.
+_CONDITIONS: dict[type, Callable[[Renderer, Any], str]] = {
+    Comparison: lambda r, c: f"{r.operand(c.left)} {c.op} {r.operand(c.right)}",
+    Between: lambda r, c: (
+        f"{r.operand(c.operand)} BETWEEN {r.operand(c.low)} AND {r.operand(c.high)}"
+    ),
+    In: lambda r, c: f"{r.operand(c.operand)} IN ({', '.join(r.operand(v) for v in c.values)})",
+    BeginsWith: _function("begins_with"),
+    Contains: _function("contains"),
+    Exists: _function("attribute_exists"),
+    NotExists: _function("attribute_not_exists"),
+    AttributeType: lambda r, c: f"attribute_type({r.operand(c.path)}, {r.value({'S': c.tag})})",
+    And: lambda r, c: " AND ".join(f"({r.condition(part)})" for part in c.conditions),
+    Or: lambda r, c: " OR ".join(f"({r.condition(part)})" for part in c.conditions),
+    Not: lambda r, c: f"NOT ({r.condition(c.condition)})",
+}
+
+# Each update form and its syntax: {p} is the path, {v[i]} the i-th value's placeholder.
+_FORMS: dict[Form, str] = {
+    "value": "{v[0]}",
+    "increment": "if_not_exists({p}, {v[0]}) + {v[1]}",
+    "append": "list_append(if_not_exists({p}, {v[0]}), {v[1]})",
+    "prepend": "list_append({v[1]}, if_not_exists({p}, {v[0]}))",
+    "if_not_exists": "if_not_exists({p}, {v[0]})",
+}
+
+
+def _clause(r: Renderer, update: Update) -> tuple[str, str]:
+    """``(path, right-hand side)`` of one SET, ADD or DELETE clause, path first."""
+    path = r.operand(update.path)
+    values = [r.value(w) for w in update.values]
+    return path, _FORMS[update.form].format(p=path, v=values)
 
 
 def update_expression(
@@ -90,17 +169,13 @@ def render_updates(r: Renderer, updates: Sequence[Update]) -> str | None:
     groups: dict[str, list[Update]] = {"SET": [], "REMOVE": [], "ADD": [], "DELETE": []}
     for update in updates:
         groups[update.clause].append(update)
-    set_: list[tuple[str, str]] = []
-    for u in groups["SET"]:
-        path = u.path.render(r)
-        set_.append((path, u.render(path, [r.value(w) for w in u.values])))
-    remove = [u.path.render(r) for u in groups["REMOVE"]]
-    pairs: dict[str, list[tuple[str, str]]] = {"ADD": [], "DELETE": []}
-    for clause, out in pairs.items():
-        for u in groups[clause]:
-            path = u.path.render(r)
-            out.append((path, u.render(path, [r.value(w) for w in u.values])))
-    return update_expression(r, set_=set_, remove=remove, add=pairs["ADD"], delete=pairs["DELETE"])
+    return update_expression(
+        r,
+        set_=[_clause(r, u) for u in groups["SET"]],
+        remove=[r.operand(u.path) for u in groups["REMOVE"]],
+        add=[_clause(r, u) for u in groups["ADD"]],
+        delete=[_clause(r, u) for u in groups["DELETE"]],
+    )
 
 
 # (columns set, columns removed, version column, no version expected)
@@ -166,7 +241,7 @@ def render_plain(
     """:func:`render_updates` of SETs of whole ``columns`` to ``wires`` and REMOVEs of
     ``removes``, without an ``Update`` each."""
     names, values = r._names, r._values
-    set_ = []
+    set_: list[str] = []
     for column, wire in zip(columns, wires, strict=True):
         attribute = column.dynamo_name
         placeholder = names.get(attribute)

@@ -13,7 +13,7 @@ type (so a bad value fails before anything is sent, naming the path) and returns
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,17 +38,21 @@ __all__ = [
 Clause = Literal["SET", "REMOVE", "ADD", "DELETE"]
 
 
+Form = Literal["value", "increment", "append", "prepend", "if_not_exists"]
+"""What a SET, ADD or DELETE clause does with its values (``_render`` writes the syntax):
+``value`` the value itself; ``increment`` the stored number (0 when missing) plus
+``values[1]``; ``append``/``prepend`` the stored list (``values[0]`` when missing) with
+``values[1]`` after or before it; ``if_not_exists`` the stored value, else ``values[0]``."""
+
+
 @dataclass(frozen=True)
 class Update:
-    """One rendered-to-be clause: ``path`` and, for SET, the right-hand side template.
-
-    ``template`` uses ``{p}`` for the path and ``{v[i]}`` for ``values[i]``; placeholders
-    are numbered in the order of ``values``, so the request is deterministic.
-    """
+    """One clause of an update, described: ``path``, the ``clause`` it goes in, what it does
+    (``form``) and its wire ``values``, in the order their placeholders are numbered."""
 
     path: Path
     clause: Clause
-    template: str = ""
+    form: Form = "value"
     values: tuple[Wire, ...] = ()
     # Whether the result is only known after DynamoDB computed it (read back after a save).
     computed: bool = True
@@ -57,9 +61,6 @@ class Update:
     def key(self) -> tuple[str | int, ...]:
         """The document path as a tuple, to detect overlapping updates."""
         return (self.path.column.dynamo_name, *self.path.segments)
-
-    def render(self, path_text: str, values: Sequence[str]) -> str:
-        return self.template.format(p=path_text, v=list(values))
 
 
 class Action:
@@ -127,9 +128,9 @@ class _Add(Action):
         if wire is None or "N" not in wire:
             raise InvalidConditionError(f"{path.describe()}: add() takes a number")
         if not path.segments:
-            return Update(path, "ADD", "{v[0]}", (wire,))
+            return Update(path, "ADD", "value", (wire,))
         # Nested numbers cannot be ADDed: count from zero where the value is missing.
-        return Update(path, "SET", "if_not_exists({p}, {v[0]}) + {v[1]}", ({"N": "0"}, wire))
+        return Update(path, "SET", "increment", ({"N": "0"}, wire))
 
 
 class _SetAction(Action):
@@ -150,7 +151,7 @@ class _SetAction(Action):
             raise InvalidConditionError(f"{path.describe()}: {self.name}() needs at least a value")
         wire = _check(path, typ, self.values, f"{self.name}()")
         assert wire is not None  # a non-empty set always dumps
-        return Update(path, self.clause, "{v[0]}", (wire,))
+        return Update(path, self.clause, "value", (wire,))
 
 
 class _AddToSet(_SetAction):
@@ -165,7 +166,7 @@ class _DeleteFromSet(_SetAction):
 
 class _ListAction(Action):
     name = ""
-    template = ""
+    form: Form = "append"
 
     def __init__(self, values: Iterable[Any]) -> None:
         self.values = list(values)
@@ -185,17 +186,17 @@ class _ListAction(Action):
             )
         assert wire is not None
         # A missing list counts as empty, so appending to a new object's column works.
-        return Update(path, "SET", self.template, ({"L": []}, wire))
+        return Update(path, "SET", self.form, ({"L": []}, wire))
 
 
 class _Append(_ListAction):
     name = "append"
-    template = "list_append(if_not_exists({p}, {v[0]}), {v[1]})"
+    form = "append"
 
 
 class _Prepend(_ListAction):
     name = "prepend"
-    template = "list_append({v[1]}, if_not_exists({p}, {v[0]}))"
+    form = "prepend"
 
 
 class _IfNotExists(Action):
@@ -206,7 +207,7 @@ class _IfNotExists(Action):
         wire = _value_wire(path, self.value, "if_not_exists()")
         if wire is None:
             raise InvalidConditionError(f"{path.describe()}: if_not_exists() needs a value")
-        return Update(path, "SET", "if_not_exists({p}, {v[0]})", (wire,))
+        return Update(path, "SET", "if_not_exists", (wire,))
 
 
 class _Remove(Action):
@@ -272,4 +273,4 @@ def updates_for(path: Path, value: Any) -> Update:
     wire = _value_wire(path, value, "value")
     if wire is None:  # an empty set is no attribute at all
         return Update(path, "REMOVE", computed=False)
-    return Update(path, "SET", "{v[0]}", (wire,), computed=False)
+    return Update(path, "SET", "value", (wire,), computed=False)

@@ -17,7 +17,6 @@ from streamodel.exceptions import InvalidConditionError
 from streamodel.types import JSON, DynamoType, List, Map, Set, Wire
 
 if TYPE_CHECKING:
-    from streamodel._render import Renderer
     from streamodel.columns import Column
 
 __all__ = [
@@ -46,9 +45,6 @@ MAX_IN_OPERANDS = 100
 class Operand:
     """Something that can stand on either side of a comparison."""
 
-    def render(self, r: Renderer) -> str:
-        raise NotImplementedError
-
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -58,9 +54,6 @@ class Value(Operand):
 
     def __init__(self, wire: Wire) -> None:
         self.wire = wire
-
-    def render(self, r: Renderer) -> str:
-        return r.value(self.wire)
 
     def describe(self) -> str:
         return repr(self.wire)
@@ -177,9 +170,6 @@ class Path(Comparable):
         for segment in self.segments:
             text += f"[{segment!r}]"
         return text
-
-    def render(self, r: Renderer) -> str:
-        return r.path(self.column.dynamo_name, self.segments)
 
     def dump(self, value: Any) -> Wire:
         """The wire value of ``value`` as this path's type, or a clear error."""
@@ -301,9 +291,6 @@ class Size(Comparable):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def render(self, r: Renderer) -> str:
-        return f"size({self.path.render(r)})"
-
     def describe(self) -> str:
         return f"size({self.path.describe()})"
 
@@ -334,9 +321,6 @@ class Condition:
             "a condition has no truth value: combine conditions with &, | and ~, "
             "not with and, or and not"
         )
-
-    def render(self, r: Renderer) -> str:
-        raise NotImplementedError
 
     def paths(self) -> Iterable[Path]:
         """Every column path this condition reads."""
@@ -374,9 +358,6 @@ class Comparison(Condition):
     def __init__(self, op: str, left: Operand, right: Operand) -> None:
         self.op, self.left, self.right = op, left, right
 
-    def render(self, r: Renderer) -> str:
-        return f"{self.left.render(r)} {self.op} {self.right.render(r)}"
-
     def paths(self) -> Iterable[Path]:
         return _operand_paths(self.left, self.right)
 
@@ -385,9 +366,6 @@ class Between(Condition):
     def __init__(self, operand: Operand, low: Operand, high: Operand) -> None:
         self.operand, self.low, self.high = operand, low, high
 
-    def render(self, r: Renderer) -> str:
-        return f"{self.operand.render(r)} BETWEEN {self.low.render(r)} AND {self.high.render(r)}"
-
     def paths(self) -> Iterable[Path]:
         return _operand_paths(self.operand, self.low, self.high)
 
@@ -395,10 +373,6 @@ class Between(Condition):
 class In(Condition):
     def __init__(self, operand: Operand, values: Sequence[Operand]) -> None:
         self.operand, self.values = operand, list(values)
-
-    def render(self, r: Renderer) -> str:
-        values = ", ".join(v.render(r) for v in self.values)
-        return f"{self.operand.render(r)} IN ({values})"
 
     def paths(self) -> Iterable[Path]:
         return _operand_paths(self.operand, *self.values)
@@ -409,10 +383,6 @@ class _Function(Condition):
 
     def __init__(self, path: Path, *args: Operand) -> None:
         self.path, self.args = path, args
-
-    def render(self, r: Renderer) -> str:
-        args = "".join(", " + a.render(r) for a in self.args)
-        return f"{self.function}({self.path.render(r)}{args})"
 
     def paths(self) -> Iterable[Path]:
         return [self.path]
@@ -438,9 +408,6 @@ class AttributeType(Condition):
     def __init__(self, path: Path, tag: str) -> None:
         self.path, self.tag = path, tag
 
-    def render(self, r: Renderer) -> str:
-        return f"attribute_type({self.path.render(r)}, {r.value({'S': self.tag})})"
-
     def paths(self) -> Iterable[Path]:
         return [self.path]
 
@@ -451,9 +418,6 @@ class And(Condition):
         for c in conditions:
             flat.extend(c.conditions if isinstance(c, And) else [c])
         self.conditions: list[Condition] = flat
-
-    def render(self, r: Renderer) -> str:
-        return " AND ".join(f"({c.render(r)})" for c in self.conditions)
 
     def paths(self) -> Iterable[Path]:
         return [p for c in self.conditions for p in c.paths()]
@@ -466,9 +430,6 @@ class Or(Condition):
             flat.extend(c.conditions if isinstance(c, Or) else [c])
         self.conditions: list[Condition] = flat
 
-    def render(self, r: Renderer) -> str:
-        return " OR ".join(f"({c.render(r)})" for c in self.conditions)
-
     def paths(self) -> Iterable[Path]:
         return [p for c in self.conditions for p in c.paths()]
 
@@ -476,9 +437,6 @@ class Or(Condition):
 class Not(Condition):
     def __init__(self, condition: Condition) -> None:
         self.condition = condition
-
-    def render(self, r: Renderer) -> str:
-        return f"NOT ({self.condition.render(r)})"
 
     def paths(self) -> Iterable[Path]:
         return self.condition.paths()
