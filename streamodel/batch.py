@@ -6,9 +6,10 @@ refuses versioned objects there, because their version could not be checked. A b
 is exactly an unconditional ``DeleteItem``, so ``engine.delete`` of several objects without
 any condition uses it by itself.
 
-DynamoDB may leave some requests unprocessed; they are sent again with backoff, a bounded
-number of times. Whatever is still not written then is reported per object
-(:class:`BatchWriteError`), never dropped. Every object is validated, and every
+DynamoDB may leave some requests unprocessed; they are sent again with backoff, within the
+engine's retry policy (the resends and the retries of each request share its attempts).
+Whatever is still not written then is reported per object (:class:`BatchWriteError`), never
+dropped. Every object is validated, and every
 ``before_save``/``before_delete`` receiver has run, before the first request is sent.
 """
 
@@ -17,11 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import tenacity
-
 from streamodel import requests, writes
-from streamodel.exceptions import BatchWriteError, InvalidConditionError, ServerError
+from streamodel.exceptions import (
+    BatchWriteError,
+    InvalidConditionError,
+    ServerError,
+    ThrottledError,
+)
 from streamodel.models import BaseModel
+from streamodel.transport.retry import AttemptsExhausted
 from streamodel.types import Wire
 
 if TYPE_CHECKING:
@@ -30,11 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["BATCH_WRITE_LIMIT", "BatchWriteError", "BatchWriter"]
 
 BATCH_WRITE_LIMIT = 25  # DynamoDB's limit of requests in one BatchWriteItem
-MAX_ATTEMPTS = 8
-
-
-class _Unprocessed(Exception):
-    """Requests left unprocessed: retried with backoff."""
 
 
 class _Entry:
@@ -58,9 +58,8 @@ class _Entry:
 class BatchWriter:
     """Writes many objects with ``BatchWriteItem``; see the module docstring."""
 
-    def __init__(self, engine: Engine, *, attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.attempts = attempts
 
     # -- planning ------------------------------------------------------------------------
     def put(self, objs: Sequence[BaseModel]) -> None:
@@ -114,41 +113,40 @@ class BatchWriter:
                 entry.write.applied(self.engine)
 
     def _send(self, chunk: list[_Entry]) -> None:
-        """One chunk; unprocessed requests again with full-jitter backoff, a bounded number
-        of times. Entries DynamoDB accepted are marked ``done``."""
+        """One chunk, its unprocessed requests sent again until none are left: the resends and
+        the retries of each request share the engine's attempts. Entries DynamoDB accepted are
+        marked ``done``."""
         pending = {(e.table, _ident(e.key)): e for e in chunk}
         key_names = {e.table: list(e.key) for e in chunk}
-        # The engine's retry policy sets the pace (a test engine may wait 0).
-        policy = getattr(self.engine.transport, "policy", None)
-        base = getattr(policy, "base", 0.025)
-        max_wait = getattr(policy, "max_wait", 2.0)
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Unprocessed),
-            stop=tenacity.stop_after_attempt(self.attempts),
-            wait=tenacity.wait_random_exponential(multiplier=base, max=max_wait),
-            reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                request = requests.batch_write_item(
-                    [(entry.table, entry.request()) for entry in pending.values()]
-                )
-                response = self.engine.transport.call("dynamodb", "BatchWriteItem", request)
-                left: dict[tuple[str, str], _Entry] = {}
-                for table, unprocessed in (response.get("UnprocessedItems") or {}).items():
-                    for r in unprocessed:
-                        item = (r.get("PutRequest") or r.get("DeleteRequest") or {}).get(
-                            "Item", r.get("DeleteRequest", {}).get("Key", {})
-                        )
-                        key = {n: item.get(n) for n in key_names.get(table, [])}
-                        ident = (table, _ident(key))
-                        if ident in pending:
-                            left[ident] = pending[ident]
-                for ident, entry in pending.items():
-                    entry.done = ident not in left
-                pending = left
-                if pending:
-                    raise _Unprocessed(f"BatchWriteItem left {len(pending)} request(s)")
+        attempts = self.engine.retry.operation()
+        while pending:
+            request = requests.batch_write_item(
+                [(entry.table, entry.request()) for entry in pending.values()]
+            )
+            try:
+                with attempts.active():
+                    response = self.engine.transport.call("dynamodb", "BatchWriteItem", request)
+            except AttemptsExhausted:
+                # What DynamoDB keeps leaving unprocessed is throttling by another name.
+                raise ThrottledError(
+                    f"BatchWriteItem left {len(pending)} request(s) unprocessed after "
+                    f"{attempts.taken} attempts",
+                    operation="BatchWriteItem",
+                    code="UnprocessedItems",
+                ) from None
+            left: dict[tuple[str, str], _Entry] = {}
+            for table, unprocessed in (response.get("UnprocessedItems") or {}).items():
+                for r in unprocessed:
+                    item = (r.get("PutRequest") or r.get("DeleteRequest") or {}).get(
+                        "Item", r.get("DeleteRequest", {}).get("Key", {})
+                    )
+                    key = {n: item.get(n) for n in key_names.get(table, [])}
+                    ident = (table, _ident(key))
+                    if ident in pending:
+                        left[ident] = pending[ident]
+            for ident, entry in pending.items():
+                entry.done = ident not in left
+            pending = left
 
 
 def _ident(item: dict[str, Wire]) -> str:

@@ -31,6 +31,7 @@ from streamodel.transport import (
     RetryPolicy,
     Transport,
 )
+from streamodel.transport.retry import AttemptsExhausted
 from streamodel.types import Wire
 
 if TYPE_CHECKING:
@@ -93,7 +94,10 @@ class Engine:
             raise ValueError(f"{source} is 'botocore', 'lean' or a Transport, got {chosen!r}")
         else:
             inner = chosen
-        self.transport: Transport = RetryingTransport(inner, retry)
+        self.retry = retry or RetryPolicy()
+        """How often one operation is tried (a batch's resends of unprocessed items
+        included)."""
+        self.transport: Transport = RetryingTransport(inner, self.retry)
         self.table_name_template = table_name_template
         # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
         self._tables: dict[type[BaseModel], dict[str, Any]] = {}
@@ -409,34 +413,28 @@ class Engine:
             yield from self._batch_get_chunk(request["RequestItems"])
 
     def _batch_get_chunk(self, request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Wire]]]:
-        """One BatchGetItem, with ``UnprocessedKeys`` retried with backoff and a bound."""
-        import tenacity
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Unprocessed),
-            stop=tenacity.stop_after_attempt(10),
-            wait=tenacity.wait_random_exponential(multiplier=0.02, max=2.0),
-            reraise=True,
-        )
+        """One BatchGetItem, its ``UnprocessedKeys`` sent again until none are left: the
+        resends and the retries of each request share the engine's attempts."""
+        attempts = self.retry.operation()
         remaining = request
-        try:
-            for attempt in retrying:
-                with attempt:
+        while remaining:
+            try:
+                with attempts.active():
                     response = self.transport.call(
                         "dynamodb", "BatchGetItem", {"RequestItems": remaining}
                     )
-                    for table, items in response.get("Responses", {}).items():
-                        for item in items:
-                            yield table, item
-                    remaining = response.get("UnprocessedKeys") or {}
-                    if remaining:
-                        count = sum(len(v["Keys"]) for v in remaining.values())
-                        raise _Unprocessed(f"BatchGetItem left {count} key(s) unprocessed")
-        except _Unprocessed as error:
-            # What DynamoDB keeps leaving unprocessed is throttling by another name.
-            raise ThrottledError(
-                f"{error} after 10 attempts", operation="BatchGetItem", code="UnprocessedKeys"
-            ) from None
+            except AttemptsExhausted:
+                # What DynamoDB keeps leaving unprocessed is throttling by another name.
+                count = sum(len(keys["Keys"]) for keys in remaining.values())
+                raise ThrottledError(
+                    f"BatchGetItem left {count} key(s) unprocessed after {attempts.taken} attempts",
+                    operation="BatchGetItem",
+                    code="UnprocessedKeys",
+                ) from None
+            for table, items in response.get("Responses", {}).items():
+                for item in items:
+                    yield table, item
+            remaining = response.get("UnprocessedKeys") or {}
 
     def query(self, model_or_index: type[BaseModel] | Index, **options: Any) -> Search:
         """A query on a table or index: ``engine.query(Model.index).key(Model.col == x)``."""
@@ -475,10 +473,6 @@ def _changed_since_load(obj: BaseModel, item: Mapping[str, Wire] | None) -> bool
         return True
     snapshot = obj._sm_snapshot or {}
     return any(item.get(name) != wire for name, wire in snapshot.items())
-
-
-class _Unprocessed(Exception):
-    """DynamoDB left some keys unprocessed; retried with backoff (never leaves this module)."""
 
 
 def _model_object(obj: Any) -> BaseModel:

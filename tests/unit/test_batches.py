@@ -10,6 +10,7 @@ import pytest
 from streamodel import (
     BatchWriteError,
     Column,
+    Engine,
     Integer,
     InvalidConditionError,
     String,
@@ -18,6 +19,7 @@ from streamodel import (
     signals,
 )
 from streamodel.exceptions import ServerError
+from streamodel.transport import RetryPolicy
 
 Base = new_base()
 
@@ -69,8 +71,9 @@ def test_unconditional_deletes_are_batched(engine: Any, transport: Any) -> None:
     assert transport.operations() == ["DeleteItem"] * 3
 
 
-def test_unprocessed_items_are_retried(engine: Any, transport: Any) -> None:
+def test_unprocessed_items_are_retried(transport: Any) -> None:
     """UnprocessedItems are sent again (only those) until DynamoDB takes them."""
+    engine = Engine(transport=transport, retry=RetryPolicy(attempts=3, base=0.0, max_wait=0.0))
 
     def partial(params: dict[str, Any]) -> dict[str, Any]:
         return {"UnprocessedItems": {"Thing": params["RequestItems"]["Thing"][1:]}}
@@ -99,7 +102,7 @@ def test_items_never_processed_are_reported_per_object(engine: Any, transport: A
         ]
         return {"UnprocessedItems": {"Thing": left}}
 
-    transport.queue("BatchWriteItem", *[stuck] * 8)
+    transport.queue("BatchWriteItem", *[stuck] * engine.retry.attempts)
     objs = things(3)
     signals.object_saved.connect(receiver, sender=Thing)
     try:
@@ -110,7 +113,9 @@ def test_items_never_processed_are_reported_per_object(engine: Any, transport: A
     assert raised.value.objects == [objs[1]]
     assert saved == [objs[0], objs[2]]
     assert objs[1]._sm_snapshot is None
-    assert len(transport.calls) == 8
+    # The resends share the engine's attempts with the retries of each request.
+    assert len(transport.calls) == engine.retry.attempts
+    assert "unprocessed after" in str(raised.value)
 
 
 def test_failed_call_reports_that_chunk_and_the_rest(engine: Any, transport: Any) -> None:
@@ -158,3 +163,22 @@ def test_vetoing_signal_stops_the_whole_batch(engine: Any, transport: Any) -> No
     finally:
         signals.before_save.disconnect(veto, sender=Thing)
     assert transport.calls == []
+
+
+def test_resends_and_retries_share_one_bound(transport: Any) -> None:
+    """Throttled calls and resends of unprocessed items draw on the same attempts: a batch
+    never sends more requests than the engine's policy allows (the layers used to multiply,
+    8 resends x 8 retries)."""
+    from streamodel.exceptions import ThrottledError
+
+    engine = Engine(transport=transport, retry=RetryPolicy(attempts=4, base=0.0, max_wait=0.0))
+
+    def partial(params: dict[str, Any]) -> dict[str, Any]:
+        return {"UnprocessedItems": {"Thing": params["RequestItems"]["Thing"][1:]}}
+
+    throttled = ThrottledError("slow down", operation="BatchWriteItem", code="Throttling")
+    transport.queue("BatchWriteItem", throttled, partial, throttled, partial, *[partial] * 20)
+    with pytest.raises(BatchWriteError) as raised:
+        engine.save(*things(4), replace=True)
+    assert len(transport.calls) == 4
+    assert isinstance(raised.value.__cause__, ThrottledError)
