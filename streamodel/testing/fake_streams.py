@@ -14,7 +14,7 @@ import json
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
@@ -76,7 +76,9 @@ class FakeStreams:
     ``inner`` when given and fail otherwise. Records look exactly like what boto3 returns:
     low-level attribute values, ``ApproximateCreationDateTime`` as an aware datetime,
     sequence numbers of 21 digits or more (``first_sequence=1`` gives DynamoDB Local's
-    zero-padded small numbers).
+    zero-padded small numbers), ``SizeBytes`` as DynamoDB counts the keys and images.
+    ``DescribeStream``'s ``KeySchema`` is ``key_schema`` when given, else the key attributes
+    of the first record put (in the order given: hash key, then range key).
 
     Keys are routed to shards by a hash of the key, each shard owning a hash range that its
     children split between them, so one key's records stay in one lineage across splits.
@@ -100,6 +102,7 @@ class FakeStreams:
         now: Callable[[], datetime] | None = None,
         first_sequence: int = _FIRST_SEQUENCE,
         inner: Transport | None = None,
+        key_schema: Sequence[Mapping[str, str]] | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("FakeStreams: shards must be at least 1")
@@ -109,6 +112,7 @@ class FakeStreams:
         self.describe_page_size = describe_page_size
         self.max_page_size = max_page_size
         self.inner = inner
+        self.key_schema = [dict(k) for k in key_schema] if key_schema is not None else None
         self.calls: Counter[str] = Counter()
         self._now = now or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
@@ -185,6 +189,11 @@ class FakeStreams:
             }
             if ttl:
                 record["userIdentity"] = dict(_TTL_IDENTITY)
+            if self.key_schema is None:
+                self.key_schema = [
+                    {"AttributeName": name, "KeyType": kind}
+                    for name, kind in zip(keys, ("HASH", "RANGE"), strict=False)
+                ]
             shard.records.append(record)
             shard.sequences.append(sequence)
             return copy.deepcopy(record)
@@ -325,7 +334,9 @@ class FakeStreams:
             "StreamViewType": self.view_type,
             "CreationRequestDateTime": self._created,
             "TableName": self.stream_arn.split("/")[1] if "/" in self.stream_arn else "fake",
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "KeySchema": copy.deepcopy(
+                self.key_schema or [{"AttributeName": "pk", "KeyType": "HASH"}]
+            ),
             "Shards": [_shard_description(s) for s in page],
         }
         if start + len(page) < len(visible):
@@ -453,8 +464,11 @@ def _sequence_text(sequence: int) -> str:
 
 
 def _size(body: Mapping[str, Any]) -> int:
+    # As DynamoDB (and DynamoDB Local) count it: the item size of the keys and each image.
+    from streamodel.types import wire_size
+
     parts = (body.get("Keys"), body.get("NewImage"), body.get("OldImage"))
-    return sum(len(json.dumps(p, default=repr)) for p in parts if p is not None)
+    return sum(wire_size(p) for p in parts if p is not None)
 
 
 _OPERATIONS: dict[str, Callable[[FakeStreams, dict[str, Any]], dict[str, Any]]] = {

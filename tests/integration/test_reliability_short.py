@@ -33,6 +33,8 @@ def test_workload_under_faults_loses_and_duplicates_nothing(
     )
     assert figures.problems == []
     assert figures.faults > 0 and figures.lost == 0 and figures.duplicates == 0
+    # Each transaction group was read back and compared (all of it or none of it stored).
+    assert figures.notes["transaction groups checked"] > 0
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

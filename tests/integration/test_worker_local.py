@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from streamodel.stream import Change, DeadLetterInfo, Worker
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
 import worker_app  # noqa: E402  (the subprocess app's models, shared with these tests)
-from written import complete_lines  # noqa: E402
+from written import complete_lines, transport_name  # noqa: E402
 
 Base = new_base()
 
@@ -172,11 +173,19 @@ def test_strict_order_stops_without_checkpointing_past_the_failure(engine: Engin
     assert [i for i in again if i in mine] == [bad, after]
 
 
-def _worker_env(local_endpoint: str, table_template: str, name: str, out: Path) -> dict[str, str]:
+def _worker_env(
+    engine: Engine, local_endpoint: str, table_template: str, name: str, out: Path
+) -> dict[str, str]:
+    """The child's environment: the session's DynamoDB Local and, through
+    STREAMODEL_TRANSPORT, the transport of the ``engine`` fixture's parameter (the apps make
+    their engines without clients, so it applies); each child appends the transport it made
+    to ``out`` + ``.transport`` (see :func:`_assert_children_used`)."""
     return {
         **os.environ,
         "AWS_ENDPOINT_URL_DYNAMODB": local_endpoint,
         "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": local_endpoint,
+        "STREAMODEL_TRANSPORT": transport_name(engine),
+        "STREAMODEL_TEST_TRANSPORT_OUT": f"{out}.transport",
         "STREAMODEL_TEST_TEMPLATE": table_template,
         "STREAMODEL_TEST_GROUP": name,
         "STREAMODEL_TEST_OUT": str(out),
@@ -184,22 +193,44 @@ def _worker_env(local_endpoint: str, table_template: str, name: str, out: Path) 
     }
 
 
-def _start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+def _assert_children_used(engine: Engine, out: Path, processes: int) -> None:
+    """Every one of the ``processes`` children made the ``engine`` fixture's transport."""
+    lines = complete_lines(Path(f"{out}.transport"))
+    assert len(lines) == processes, lines
+    assert {line.split()[1] for line in lines} == {transport_name(engine)}, lines
+
+
+def _start_worker(env: dict[str, str], *extra: str, app: str = "worker_app:worker") -> Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamodel",
-            "worker",
-            "worker_app:worker",
-            "--log-level",
-            "WARNING",
-            *extra,
-        ],
+        [sys.executable, "-m", "streamodel", "worker", app, "--log-level", "WARNING", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def _kill_once_it_handles(process: Popen, out: Path, *, new: int, timeout: float = 90.0) -> int:
+    """Wait until the worker ``process`` has appended at least ``new`` lines to ``out`` beyond
+    those there now, then SIGKILL it; return the lines it appended. Fails, with the child's
+    stderr, if it exits first or does not get that far within ``timeout`` seconds (it first
+    waits out the killed predecessor's lease: two failover periods at most)."""
+    before = len(complete_lines(out))
+    try:
+        wait_for(
+            lambda: len(complete_lines(out)) >= before + new or process.poll() is not None,
+            timeout=timeout,
+            what=f"{new} change(s) handled by the worker before killing it",
+        )
+        assert process.poll() is None, (
+            f"the worker exited ({process.returncode}) before it was killed: "
+            + (process.stderr.read().decode() if process.stderr else "")
+        )
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        if process.stderr:
+            process.stderr.close()
+    return len(complete_lines(out)) - before
 
 
 def _all_sequence_numbers(engine: Engine) -> set[str]:
@@ -219,9 +250,10 @@ def _all_sequence_numbers(engine: Engine) -> set[str]:
 def test_sigterm_checkpoints_and_exits_cleanly(
     engine: Engine, local_endpoint: str, table_template: str, tmp_path: Path
 ) -> None:
-    """SIGTERM makes `streamodel worker` exit 0 after checkpointing; a rerun redelivers nothing."""
+    """SIGTERM makes `streamodel worker` exit 0 after checkpointing; a rerun redelivers nothing.
+    The child runs the ``engine`` fixture's transport."""
     out = tmp_path / "handled.txt"
-    env = _worker_env(local_endpoint, table_template, group(), out)
+    env = _worker_env(engine, local_endpoint, table_template, group(), out)
     ids = [uuid.uuid4().hex for _ in range(20)]
     for i in ids:
         engine.save(worker_app.Counter(id=i, value=1))
@@ -239,84 +271,78 @@ def test_sigterm_checkpoints_and_exits_cleanly(
     _, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err.decode()
     assert len(complete_lines(out)) == handled
+    _assert_children_used(engine, out, processes=2)
 
 
-def test_sigkill_at_random_points_loses_nothing(
+KILLS = 4
+
+
+def test_sigkill_mid_work_loses_nothing(
     engine: Engine, local_endpoint: str, table_template: str, tmp_path: Path
 ) -> None:
-    """A worker SIGKILLed at random points and restarted delivers every change at least once."""
+    """A worker SIGKILLed at random points while it has work in hand, and restarted, delivers
+    every change at least once. Each kill comes only after the worker handled something new
+    since the previous kill, and with changes of its backlog still unhandled."""
     out = tmp_path / "handled.txt"
-    env = _worker_env(local_endpoint, table_template, group(), out)
+    env = _worker_env(engine, local_endpoint, table_template, group(), out)
     rng = random.Random(1234)
-    changes = 300
-    for n in range(changes):
-        engine.save(worker_app.Counter(id=f"k{n % 30}-{uuid.uuid4().hex[:6]}", value=n))
-
-    def progressed(process: subprocess.Popen[bytes], target: int) -> bool:
-        lines = complete_lines(out)
-        # A fast worker may deliver everything before the last kill: then no more comes.
-        everything = len({line.split()[0] for line in lines}) >= changes
-        return len(lines) >= target or everything or process.poll() is not None
-
-    for _ in range(4):
-        process = _start_worker(env)
-        target = len(complete_lines(out)) + rng.randint(5, 60)
-        try:
-            wait_for(
-                lambda p=process, t=target: progressed(p, t),  # type: ignore[misc]
-                what="progress before the kill",
-            )
-        finally:
-            process.kill()
-            process.wait(timeout=30)
+    produced: set[str] = set()
+    mid_work = 0
+    for cycle in range(KILLS):
+        # A fresh backlog per cycle, far more than the worker handles before its kill, so
+        # no worker can finish everything and turn the test into one clean run.
+        for n in range(100):
+            key = f"k{n % 30}-{uuid.uuid4().hex[:6]}"
+            engine.save(worker_app.Counter(id=key, value=cycle * 100 + n))
+            produced.add(key)
+        added = _kill_once_it_handles(_start_worker(env), out, new=rng.randint(1, 20))
+        unhandled = produced - {line.split()[2] for line in complete_lines(out)}
+        if added > 0 and unhandled:
+            mid_work += 1
+    assert mid_work == KILLS, f"only {mid_work} of {KILLS} kills came while the worker had work"
     final = _start_worker(env, "--until-caught-up")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     delivered = [line.split()[0] for line in complete_lines(out)]
+    assert produced <= {line.split()[2] for line in complete_lines(out)}
     expected = _all_sequence_numbers(engine)
     assert expected <= set(delivered), f"missing {len(expected - set(delivered))} change(s)"
     duplicates = len(delivered) - len(set(delivered))
     # At-least-once: duplicates only come from the batches in flight at each kill.
-    assert duplicates <= 4 * 20 + 20
+    assert duplicates <= KILLS * 20 + 20
+    _assert_children_used(engine, out, processes=KILLS + 1)
 
 
 def test_transactional_projection_is_exact_across_sigkills(
     engine: Engine, local_endpoint: str, table_template: str, tmp_path: Path
 ) -> None:
     """A transactional projection counting changes per key equals the source after repeated
-    SIGKILL/restart cycles: no change counted twice, none missed."""
+    SIGKILL/restart cycles, each kill coming after the worker ran its handler for something
+    new since the last kill and before it handled all it had: no change counted twice, none
+    missed."""
     import projection_app
 
     engine.bind(base=projection_app.Base)
-    env = _worker_env(local_endpoint, table_template, group(), tmp_path / "unused.txt")
-    command = [
-        sys.executable,
-        "-m",
-        "streamodel",
-        "worker",
-        "projection_app:worker",
-        "--log-level",
-        "WARNING",
-    ]
+    out = tmp_path / "handled.txt"
+    env = _worker_env(engine, local_endpoint, table_template, group(), out)
     keys = [f"p{uuid.uuid4().hex[:8]}" for _ in range(8)]
     sources = {k: projection_app.Source(id=k, value=0) for k in keys}
     rng = random.Random(99)
-    for _ in range(4):
-        process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            for _ in range(rng.randint(20, 40)):
-                source = sources[rng.choice(keys)]
-                source.value += 1
-                engine.save(source)
-            time.sleep(rng.uniform(0.2, 1.5))  # a random point to kill at, not a sync
-        finally:
-            process.kill()
-            process.wait(timeout=30)
-    final = subprocess.Popen(
-        [*command, "--until-caught-up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    saved = 0
+    mid_work = 0
+    for _ in range(KILLS):
+        for _ in range(rng.randint(30, 40)):
+            source = sources[rng.choice(keys)]
+            source.value += 1
+            engine.save(source)
+            saved += 1
+        process = _start_worker(env, app="projection_app:worker")
+        added = _kill_once_it_handles(process, out, new=rng.randint(1, 10))
+        handled = {line.split()[0] for line in complete_lines(out)}
+        if added > 0 and len(handled) < saved:
+            mid_work += 1
+    assert mid_work == KILLS, f"only {mid_work} of {KILLS} kills came while the worker had work"
+    final = _start_worker(env, "--until-caught-up", app="projection_app:worker")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     for key, source in sources.items():
@@ -325,6 +351,7 @@ def test_transactional_projection_is_exact_across_sigkills(
             continue
         engine.load(seen, consistent=True)
         assert seen.count == source.value, key
+    _assert_children_used(engine, out, processes=KILLS + 1)
 
 
 def test_status_heartbeat_and_metrics(

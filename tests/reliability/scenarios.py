@@ -201,6 +201,7 @@ def data_plane(
     the fault proxy (with ``tls``, over TLS to a terminator in front of the proxy); then every
     acknowledged write is checked in the table directly."""
     figures = Figures(f"data plane, {_over(transport, tls)}, 5% of each fault")
+    figures.notes["transaction groups checked"] = 0
     direct = Engine(endpoint_url=upstream, table_name_template=template)
     direct.bind(base=Base)
     rng = random.Random(seed)
@@ -224,8 +225,31 @@ def data_plane(
         tally_expected = dict.fromkeys((t.id for t in tallies), 0)
         rows_expected: dict[tuple[str, int], str] = {}
         rows_maybe: dict[tuple[str, int], set[str | None]] = {}
-        tx_groups: list[tuple[list[str], str, str]] = []  # (doc ids, marker, outcome)
+        # (doc ids, marker, outcome "ok" or "unknown", step); ``last_write`` is the step of
+        # the last attempted write (of any outcome) to each doc, so the final check knows
+        # which docs of a transaction group nothing wrote after it.
+        tx_groups: list[tuple[list[str], str, str, int]] = []
+        last_write: dict[str, int] = {}
         unknown = 0
+
+        def group_problem(ids: list[str], marker: str, outcome: str, applied: bool) -> None:
+            """Read the group's docs straight from DynamoDB Local (no faults) right after
+            the transaction: every doc carries ``marker`` or none does, and the group is
+            applied exactly when the caller believes so (acknowledged, or read back)."""
+            probe = [Doc(id=i) for i in ids]
+            direct.load(*probe, consistent=True)
+            carries = [p.value == marker for p in probe]
+            figures.notes["transaction groups checked"] += 1
+            if any(carries) and not all(carries):
+                figures.problems.append(
+                    f"transaction {marker} ({outcome}) stored in part: "
+                    f"{[(p.id, p.value) for p in probe]}"
+                )
+            elif all(carries) != applied:
+                figures.problems.append(
+                    f"transaction {marker} ({outcome}): caller believes applied={applied}, "
+                    f"stored {[(p.id, p.value) for p in probe]}"
+                )
 
         def attempt(fn: Callable[[], Any]) -> tuple[str, Any]:
             mark = len(proxy.log)
@@ -251,6 +275,7 @@ def data_plane(
                 doc = rng.choice(docs)
                 value = f"v{step}"
                 doc.value = value
+                last_write[doc.id] = step
                 outcome, info = attempt(lambda d=doc: engine.save(d))
                 if outcome == "ok":
                     figures.acknowledged += 1
@@ -319,13 +344,17 @@ def data_plane(
                         tally.count = add(1)  # type: ignore[assignment]
                         tx.save(tally)
 
+                ids = [d.id for d in chosen]
+                for i in ids:
+                    last_write[i] = step
                 outcome, info = attempt(commit)
                 if outcome == "ok":
                     figures.acknowledged += 4
                     tally_expected[tally.id] += 1
                     for d in chosen:
                         expected_doc[d.id] = marker
-                    tx_groups.append(([d.id for d in chosen], marker, "ok"))
+                    tx_groups.append((ids, marker, "ok", step))
+                    group_problem(ids, marker, "ok", applied=True)
                 else:
                     unknown += 1
                     for d in [*chosen, tally]:
@@ -337,7 +366,8 @@ def data_plane(
                         tally_expected[tally.id] += 1
                         for d in chosen:
                             expected_doc[d.id] = marker
-                    tx_groups.append(([d.id for d in chosen], marker, "unknown"))
+                    tx_groups.append((ids, marker, "unknown", step))
+                    group_problem(ids, marker, "unknown", applied=all(applied))
             else:  # add
                 tally = rng.choice(tallies)
                 tally.count = add(1)  # type: ignore[assignment]
@@ -389,10 +419,25 @@ def data_plane(
     for key, values in rows_maybe.items():
         if stored_rows.get(key) not in values:
             figures.problems.append(f"row {key}: stored {stored_rows.get(key)!r} not in {values}")
-    for ids, marker, _ in tx_groups:
-        probe = [Doc(id=i) for i in ids]
-        direct.load(*probe, consistent=True)
-        del marker
+    # Again at the end, over the docs of each group that nothing wrote after it: they all
+    # still carry the marker if the group was applied, and none does if it was not.
+    for ids, marker, outcome, step in tx_groups:
+        untouched = [Doc(id=i) for i in ids if last_write[i] == step]
+        if not untouched:
+            continue
+        direct.load(*untouched, consistent=True)
+        carries = [d.value == marker for d in untouched]
+        applied = outcome == "ok" or all(expected_doc[d.id] == marker for d in untouched)
+        if any(carries) and not all(carries):
+            figures.problems.append(
+                f"transaction {marker} ({outcome}) stored in part at the end: "
+                f"{[(d.id, d.value) for d in untouched]}"
+            )
+        elif all(carries) != applied:
+            figures.problems.append(
+                f"transaction {marker} ({outcome}): applied={applied} but stored "
+                f"{[(d.id, d.value) for d in untouched]}"
+            )
     figures.verified = figures.acknowledged - figures.lost
     return figures
 

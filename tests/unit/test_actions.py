@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from meaning import meaning, same_request, update
 
 import streamodel
 from streamodel import (
@@ -90,7 +91,7 @@ def test_action_assigned_to_a_column(
     }
     if values:
         expected["ExpressionAttributeValues"] = values
-    assert transport.only("UpdateItem") == expected
+    assert same_request(transport.only("UpdateItem"), expected)
 
 
 def test_results_are_read_back_into_the_object(engine: Any, transport: Any) -> None:
@@ -104,8 +105,11 @@ def test_results_are_read_back_into_the_object(engine: Any, transport: Any) -> N
     assert (page.views, page.title, page.tags) == (5, "u", None)
     assert page._sm_snapshot is not None
     assert page._sm_snapshot["views"] == {"N": "5"} and page._sm_snapshot["tags"] is None
-    assert transport.only("UpdateItem")["UpdateExpression"] == (
-        "SET #n0=:v0 ADD #n1 :v1 DELETE #n2 :v2"
+    assert meaning(transport.only("UpdateItem"))["UpdateExpression"] == update(
+        "SET #title = :u ADD #views :one DELETE #tags :a",
+        u={"S": "u"},
+        one={"N": "1"},
+        a={"SS": ["a"]},
     )
     engine.save(page)  # known stored as it is: nothing more to send
     assert transport.operations() == ["UpdateItem"]
@@ -149,33 +153,36 @@ def test_nested_paths_and_all_new(engine: Any, transport: Any) -> None:
             Page.doc["b"]: {"c": None},
         },
     )
-    assert transport.only("UpdateItem") == {
-        "TableName": "Page",
-        "Key": {"id": {"S": "p"}},
-        "UpdateExpression": (
-            "SET #n0.#n1=if_not_exists(#n0.#n1, :v0) + :v1, #n0.#n2=:v2, "
-            "#n0.#n3=list_append(if_not_exists(#n0.#n3, :v3), :v4), #n4.#n5=:v5 "
-            "REMOVE #n4.#n6[0]"
-        ),
-        "ExpressionAttributeNames": {
-            "#n0": "meta",
-            "#n1": "hits",
-            "#n2": "owner",
-            "#n3": "seen",
-            "#n4": "doc",
-            "#n5": "b",
-            "#n6": "a",
+    assert same_request(
+        transport.only("UpdateItem"),
+        {
+            "TableName": "Page",
+            "Key": {"id": {"S": "p"}},
+            "UpdateExpression": (
+                "SET #n0.#n1=if_not_exists(#n0.#n1, :v0) + :v1, #n0.#n2=:v2, "
+                "#n0.#n3=list_append(if_not_exists(#n0.#n3, :v3), :v4), #n4.#n5=:v5 "
+                "REMOVE #n4.#n6[0]"
+            ),
+            "ExpressionAttributeNames": {
+                "#n0": "meta",
+                "#n1": "hits",
+                "#n2": "owner",
+                "#n3": "seen",
+                "#n4": "doc",
+                "#n5": "b",
+                "#n6": "a",
+            },
+            "ExpressionAttributeValues": {
+                ":v0": {"N": "0"},
+                ":v1": {"N": "1"},
+                ":v2": {"S": "o"},
+                ":v3": {"L": []},
+                ":v4": {"L": [{"S": "x"}]},
+                ":v5": {"M": {"c": {"NULL": True}}},
+            },
+            "ReturnValues": "ALL_NEW",
         },
-        "ExpressionAttributeValues": {
-            ":v0": {"N": "0"},
-            ":v1": {"N": "1"},
-            ":v2": {"S": "o"},
-            ":v3": {"L": []},
-            ":v4": {"L": [{"S": "x"}]},
-            ":v5": {"M": {"c": {"NULL": True}}},
-        },
-        "ReturnValues": "ALL_NEW",
-    }
+    )
     assert page.meta == {"hits": 2, "owner": "o"}
     assert page.doc is None  # not in the returned item: known absent
 
@@ -245,7 +252,7 @@ def test_actions_in_a_transaction_leave_results_unknown(engine: Any, transport: 
     with engine.transaction() as tx:
         tx.save(page, actions={Page.views: add(1)})
     request = transport.only("TransactWriteItems")["TransactItems"][0]["Update"]
-    assert request["UpdateExpression"] == "ADD #n0 :v0"
+    assert meaning(request)["UpdateExpression"] == update("ADD #views :one", one={"N": "1"})
     assert "ReturnValues" not in request
     assert page.views is None and "views" not in (page._sm_snapshot or {})
     assert page.title == "t"

@@ -2,12 +2,17 @@
 
 Each change increments ``Seen.count`` for its key in the same transaction as the shard's
 checkpoint, so however often the process is killed, every change is counted exactly once.
-Environment: STREAMODEL_TEST_TEMPLATE, STREAMODEL_TEST_GROUP, STREAMODEL_TEST_FAILOVER.
+Environment: STREAMODEL_TEST_TEMPLATE, STREAMODEL_TEST_GROUP, STREAMODEL_TEST_FAILOVER,
+STREAMODEL_TRANSPORT, STREAMODEL_TEST_TRANSPORT_OUT (see ``written``) and STREAMODEL_TEST_OUT:
+the handler appends ``<sequence number> <event> <key>`` there each time it runs (before its
+transaction commits), flushed and synced, so a test can tell the worker is mid-work.
 """
 
 from __future__ import annotations
 
 import os
+
+from written import announce_transport
 
 from streamodel import Column, Engine, Integer, MissingObjectsError, String, new_base
 from streamodel.stream import Change, Worker
@@ -31,12 +36,14 @@ class Seen(Base):
 
 
 engine = Engine(table_name_template=os.environ.get("STREAMODEL_TEST_TEMPLATE", "{table_name}"))
+announce_transport(engine)
 worker = Worker(
     engine,
     group=os.environ.get("STREAMODEL_TEST_GROUP", "projection"),
     batch_size=10,
     failover=float(os.environ.get("STREAMODEL_TEST_FAILOVER", "2")),
 )
+_out = open(os.environ.get("STREAMODEL_TEST_OUT", os.devnull), "a", buffering=1)  # noqa: SIM115 - kept open for the process
 
 
 @worker.subscribe(Source, transactional=True)
@@ -48,3 +55,6 @@ def count(change: Change, tx: WriteTransaction) -> None:
         seen.count = 0
     seen.count += 1
     tx.save(seen)
+    _out.write(f"{change.sequence_number} {change.event} {change.key['id']}\n")
+    _out.flush()
+    os.fsync(_out.fileno())

@@ -2,12 +2,15 @@
 
 Configured by environment: STREAMODEL_TEST_TEMPLATE (table names), STREAMODEL_TEST_GROUP,
 STREAMODEL_TEST_OUT (a file each handled change is appended to, one line, flushed at once,
-so a SIGKILL loses nothing that was handled).
+so a SIGKILL loses nothing that was handled), STREAMODEL_TRANSPORT (the engine is made
+without clients, so it applies) and STREAMODEL_TEST_TRANSPORT_OUT (see ``written``).
 """
 
 from __future__ import annotations
 
 import os
+
+from written import announce_transport
 
 from streamodel import Column, Engine, Integer, String, new_base
 from streamodel.stream import Change, Worker
@@ -21,6 +24,7 @@ class Counter(Base):
 
 
 engine = Engine(table_name_template=os.environ.get("STREAMODEL_TEST_TEMPLATE", "{table_name}"))
+announce_transport(engine)
 worker = Worker(
     engine,
     group=os.environ.get("STREAMODEL_TEST_GROUP", "app"),

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
+
+TRANSPORT_NAMES = {"LeanTransport": "lean", "BotocoreTransport": "botocore"}
+
+
+def transport_name(engine: Any) -> str:
+    """``"lean"`` or ``"botocore"``: the transport under ``engine``'s retry layer (else the
+    class name of whatever transport it is)."""
+    inner = type(getattr(engine.transport, "inner", engine.transport)).__name__
+    return TRANSPORT_NAMES.get(inner, inner)
+
+
+def announce_transport(engine: Any) -> None:
+    """Append ``<pid> <transport>`` to ``$STREAMODEL_TEST_TRANSPORT_OUT`` (when set), so a
+    test can check which transport a child process really used."""
+    path = os.environ.get("STREAMODEL_TEST_TRANSPORT_OUT")
+    if path:
+        with open(path, "a") as out:
+            out.write(f"{os.getpid()} {transport_name(engine)}\n")
 
 
 def complete_lines(path: Path) -> list[str]:
