@@ -11,6 +11,9 @@ values (``{"S": "x"}``) and back:
 - ``dynamo_load(wire)`` turns a wire value read from DynamoDB back into a Python value. Data
   coming from DynamoDB is trusted: it is converted, not re-validated.
 - marshmallow's ``_serialize``/``_deserialize`` hooks give the JSON form.
+- ``fast`` declares, next to the wire dump/load, the common case as source templates
+  (:class:`~streamodel._wire.Scalar`, :class:`~streamodel._wire.Container`), from which
+  :mod:`streamodel._typegen` generates fast functions equal to these methods.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from streamodel._marshmallow import fields, marshmallow
+from streamodel._wire import Container, Scalar, same_wire, wire_size
+from streamodel._wire import attribute_size as _attribute_size  # noqa: F401  (tests import it here)
 
 __all__ = [
     "ALL_TYPES",
@@ -45,6 +50,7 @@ __all__ = [
     "String",
     "Timestamp",
     "resolve_type",
+    "same_wire",
     "wire_size",
 ]
 
@@ -83,6 +89,10 @@ class DynamoType(fields.Field[T], Generic[T]):
 
     backing_type: ClassVar[str] = "*"
     python_type: ClassVar[str] = "value"
+    #: The common case for generated code (see :mod:`streamodel._wire`), or None: generated
+    #: code then calls ``check``, ``dynamo_dump`` and ``dynamo_load``. Read from the class
+    #: itself only, never inherited: a subclass may override any hook, so it declares its own.
+    fast: ClassVar[Scalar | Container | None] = None
 
     def __init__(self, **kwargs: Any) -> None:
         # A column that was never set reads as None, and the JSON form says so.
@@ -151,6 +161,7 @@ class String(DynamoType[str]):
 
     backing_type = "S"
     python_type = "str"
+    fast = Scalar(check="type({v}) is _str", dump="{v}", load="{w}")
 
     def _check_type(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -174,6 +185,12 @@ class Integer(DynamoType[int]):
 
     backing_type = "N"
     python_type = "int"
+    fast = Scalar(
+        check="type({v}) is _int and -_INT_LIMIT < {v} < _INT_LIMIT",
+        dump="_str({v})",
+        load="_int({w})",
+        names={"_INT_LIMIT": 10**38},  # ints below this in magnitude have at most 38 digits
+    )
 
     def _check_type(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -206,6 +223,16 @@ class Number(DynamoType[decimal.Decimal]):
 
     backing_type = "N"
     python_type = "Decimal"
+    fast = Scalar(
+        # At most 38 characters (so digits), and the first digit's exponent far from both
+        # ends of DynamoDB's range (1e-130 to below 1e126): exact in DYNAMO_CONTEXT.
+        check=(
+            "type({v}) is _Decimal and {v}.is_finite() and -90 <= {v}.adjusted() <= 100"
+            " and len({r} := _str({v})) <= 38"
+        ),
+        dump="{r}",
+        load="_Decimal({w})",
+    )
 
     def _check_type(self, value: Any) -> decimal.Decimal:
         if isinstance(value, bool):
@@ -243,6 +270,12 @@ class Float(DynamoType[float]):
 
     backing_type = "N"
     python_type = "float"
+    fast = Scalar(
+        # Finite, and its repr (17 digits at most) fits DynamoDB.
+        check="type({v}) is _float and ({v} == 0.0 or 1e-120 < abs({v}) < 1e120)",
+        dump="_repr({v})",
+        load="_float({w})",
+    )
 
     def _check_type(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
@@ -273,6 +306,7 @@ class Boolean(DynamoType[bool]):
 
     backing_type = "BOOL"
     python_type = "bool"
+    fast = Scalar(check="type({v}) is _bool", dump="{v}", load="{w}")
 
     def _check_type(self, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -285,6 +319,8 @@ class Binary(DynamoType[bytes]):
 
     backing_type = "B"
     python_type = "bytes"
+    # Loads take base64 text too (see _load): the type's own load does.
+    fast = Scalar(check="type({v}) is _bytes", dump="{v}", load=None)
 
     def _check_type(self, value: Any) -> bytes:
         if not isinstance(value, bytes | bytearray | memoryview):
@@ -312,6 +348,9 @@ class UUID(DynamoType[uuid.UUID]):
 
     backing_type = "S"
     python_type = "UUID"
+    fast = Scalar(
+        check="type({v}) is _UUID", dump="_str({v})", load="_UUID({w})", names={"_UUID": uuid.UUID}
+    )
 
     def _check_type(self, value: Any) -> uuid.UUID:
         if isinstance(value, uuid.UUID):
@@ -350,6 +389,14 @@ class DateTime(DynamoType[datetime.datetime]):
 
     backing_type = "S"
     python_type = "datetime"
+    fast = Scalar(
+        # Aware in UTC itself: astimezone(UTC) is the identity and cannot overflow.
+        check="type({v}) is _datetime and {v}.tzinfo is _UTC",
+        # isoformat() shows the microseconds by itself when there are some: no keyword.
+        dump="({v}.isoformat() if {v}.microsecond else {v}.isoformat(timespec='microseconds'))",
+        load="_fromiso({w})",
+        names={"_fromiso": datetime.datetime.fromisoformat},
+    )
 
     def _check_type(self, value: Any) -> datetime.datetime:
         if isinstance(value, str):
@@ -446,6 +493,7 @@ class Set(DynamoType[set[Any]]):
     """A ``set`` of one type, stored as ``SS``, ``NS`` or ``BS``. An empty set is not stored."""
 
     python_type = "set"
+    fast = Container("set")
 
     def __init__(self, typ: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -497,6 +545,7 @@ class List(DynamoType[list[Any]]):
 
     backing_type = "L"
     python_type = "list"
+    fast = Container("list")
 
     def __init__(self, typ: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -535,6 +584,7 @@ class Map(DynamoType[dict[str, Any]]):
 
     backing_type = "M"
     python_type = "dict"
+    fast = Container("map")
 
     def __init__(self, **types: Any) -> None:
         kwargs = {k: types.pop(k) for k in ("validate", "required", "metadata") if k in types}
@@ -727,64 +777,6 @@ class Foreign(DynamoType[Any]):
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> Any:
         return self.field.deserialize(value)
-
-
-def _attribute_size(wire: Wire) -> int:
-    ((tag, raw),) = wire.items()
-    if tag == "S":
-        return len(raw.encode("utf-8"))
-    if tag == "N":
-        # DynamoDB: about one byte per two significant digits, plus one.
-        return (len(raw.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
-    if tag == "B":
-        return len(raw)
-    if tag in ("BOOL", "NULL"):
-        return 1
-    if tag == "SS":
-        return sum(len(v.encode("utf-8")) for v in raw)
-    if tag == "NS":
-        return sum(_attribute_size({"N": v}) for v in raw)
-    if tag == "BS":
-        return sum(len(v) for v in raw)
-    if tag == "L":
-        return 3 + sum(1 + _attribute_size(v) for v in raw)
-    # M
-    return 3 + sum(len(k.encode("utf-8")) + 1 + _attribute_size(v) for k, v in raw.items())
-
-
-def wire_size(item: Mapping[str, Wire]) -> int:
-    """DynamoDB's size of an item in bytes (names plus values), as its 400 KB limit counts."""
-    return sum(len(name.encode("utf-8")) + _attribute_size(v) for name, v in item.items())
-
-
-def same_wire(a: Wire | None, b: Wire | None) -> bool:
-    """Whether two wire values hold the same value as DynamoDB sees it: sets in any order
-    (DynamoDB returns their members in no particular order) and numbers in any spelling
-    (``"1.50"`` is ``"1.5"``), through lists and maps."""
-    if a == b:
-        return True
-    if a is None or b is None or len(a) != 1 or len(b) != 1:
-        return False
-    ((tag, x),) = a.items()
-    ((other, y),) = b.items()
-    if tag != other:
-        return False
-    try:
-        if tag in ("SS", "BS"):
-            return len(x) == len(y) and set(x) == set(y)
-        if tag == "N":
-            return bool(decimal.Decimal(x) == decimal.Decimal(y))
-        if tag == "NS":
-            return len(x) == len(y) and {decimal.Decimal(n) for n in x} == {
-                decimal.Decimal(n) for n in y
-            }
-        if tag == "L":
-            return len(x) == len(y) and all(map(same_wire, x, y))
-        if tag == "M":
-            return x.keys() == y.keys() and all(same_wire(x[k], y[k]) for k in x)
-    except (TypeError, ArithmeticError, AttributeError):  # not a well-formed wire value
-        return False
-    return False
 
 
 class SampleColor(enum.Enum):

@@ -24,11 +24,13 @@ from streamodel.types import (
     Binary,
     Boolean,
     DateTime,
+    DynamoType,
     Float,
     Integer,
     List,
     Map,
     Number,
+    Scalar,
     Set,
     String,
     _attribute_size,
@@ -494,3 +496,149 @@ def test_generated_functions_have_their_source_in_linecache() -> None:
         assert source.startswith(f"def {name}(")
         linecache.checkcache()  # what a traceback does first: the entry must survive it
         assert linecache.getline(filename, 1).startswith(f"def {name}(")
+
+
+# -- declarations: a new type is one class --------------------------------------------------
+
+
+class Hex(DynamoType[int]):
+    """A test type declared in this module only: a non-negative int stored as hex text."""
+
+    backing_type = "S"
+    python_type = "int"
+    fast = Scalar(
+        check="type({v}) is _int and {v} >= 0",
+        dump="_hex_text({v})",
+        load="_int({w}, 16)",
+        names={"_hex_text": "{:x}".format},
+    )
+
+    def _check_type(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise marshmallow.ValidationError(f"Not a hex int: {type(value).__name__}.")
+        if value < 0:
+            raise marshmallow.ValidationError("Negative.")
+        return int(value)
+
+    def _dump(self, value: int) -> str:
+        return f"{value:x}"
+
+    def _load(self, tag: str, raw: Any) -> int:
+        return int(raw, 16)
+
+
+HEX_TYPES: list[Any] = [Hex(), Set(Hex()), List(Hex()), Map(h=Hex(), s=String())]
+HEX_VALUES: list[Any] = [0, 255, -1, True, "ff", None, {1, 2}, [3, None], {"h": 10, "s": "x"}]
+HEX_VALUES += [{"h": -1}, {"nope": 1}, set(), 1.5]
+
+
+@pytest.mark.parametrize("typ", HEX_TYPES, ids=lambda t: type(t).__name__)
+def test_a_new_type_gets_fast_paths_from_its_declaration_alone(typ: Any) -> None:
+    """A type declared outside streamodel with a Scalar template gets generated check, dump,
+    load, size and encode equal to its reference methods, alone and inside containers, and
+    the generated code uses its template (nothing in streamodel names it)."""
+    import inspect
+
+    from streamodel._typegen import encoder
+
+    for value in HEX_VALUES:
+        expected = outcome(typ.check, value)
+        assert outcome(checker(typ), value) == expected, value
+        if expected[0] == "ok" and value is not None:
+            wire = typ.dynamo_dump(expected[1])
+            assert dumper(typ)(expected[1]) == wire
+            if wire is not None:
+                assert loader(typ)(wire) == typ.dynamo_load(wire)
+                assert sizer(typ)(wire) == _attribute_size(wire)
+            got = compiled(_one_column_model(typ)).encode({"id": "k", "value": value}, {"value"})
+            assert got is not None and got[0]["value"] == expected[1]
+            assert got[2] == ([] if wire is None else [wire])
+            assert got[4] >= (0 if wire is None else wire_size({"value": wire}))
+    generated = encoder(typ) if type(typ) is not Hex else dumper(typ)
+    assert generated is not None and "_hex_text" in inspect.getsource(generated)
+
+
+class Shouting(String):
+    """A subclass that changes what a value means: it must not inherit String's fast path."""
+
+    def _check_type(self, value: Any) -> str:
+        return super()._check_type(value).upper()
+
+    def _dump(self, value: str) -> str:
+        return value.upper()
+
+    def _load(self, tag: str, raw: Any) -> str:
+        return str(raw).lower()
+
+
+def test_fast_paths_are_not_inherited_by_subclasses() -> None:
+    """A subclass of a built-in type is judged by its own hooks: its generated functions
+    and a save's encode give what its reference methods give."""
+    typ = Shouting()
+    assert checker(typ)("quiet") == "QUIET"
+    assert dumper(typ)("quiet") == {"S": "QUIET"}
+    assert loader(typ)({"S": "LOUD"}) == "loud"
+    got = compiled(_one_column_model(typ)).encode({"id": "k", "value": "quiet"}, {"value"})
+    assert got[0] == {"value": "QUIET"} and got[2] == [{"S": "QUIET"}]
+    for container in (Set(Shouting()), List(Shouting()), Map(a=Shouting())):
+        sample = {"a": "x"} if isinstance(container, Map) else ["x"]
+        checked = container.check(sample)
+        assert checker(container)(sample) == checked
+        assert dumper(container)(checked) == container.dynamo_dump(checked)
+
+
+def _size_as_documented(wire: Any) -> int:
+    """DynamoDB's attribute sizes, restated plainly (the definition _wire.SIZE must equal)."""
+    ((tag, raw),) = wire.items()
+    if tag == "S":
+        return len(raw.encode("utf-8"))
+    if tag == "N":
+        return (len(raw.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
+    if tag == "B":
+        return len(raw)
+    if tag in ("BOOL", "NULL"):
+        return 1
+    if tag == "SS":
+        return sum(len(v.encode("utf-8")) for v in raw)
+    if tag == "NS":
+        return sum(_size_as_documented({"N": v}) for v in raw)
+    if tag == "BS":
+        return sum(len(v) for v in raw)
+    if tag == "L":
+        return 3 + sum(1 + _size_as_documented(v) for v in raw)
+    assert tag == "M"
+    return 3 + sum(len(k.encode("utf-8")) + 1 + _size_as_documented(v) for k, v in raw.items())
+
+
+number_texts = st.decimals(allow_nan=False, allow_infinity=False, places=None).map(str)
+scalar_wires = st.one_of(
+    st.builds(lambda s: {"S": s}, st.text()),
+    st.builds(lambda n: {"N": n}, number_texts),
+    st.builds(lambda b: {"B": b}, st.binary()),
+    st.builds(lambda b: {"BOOL": b}, st.booleans()),
+    st.just({"NULL": True}),
+    st.builds(lambda s: {"SS": sorted(s)}, st.sets(st.text(), min_size=1, max_size=4)),
+    st.builds(lambda s: {"NS": sorted(s)}, st.sets(number_texts, min_size=1, max_size=4)),
+    st.builds(lambda s: {"BS": sorted(s)}, st.sets(st.binary(), min_size=1, max_size=4)),
+)
+wires = st.recursive(
+    scalar_wires,
+    lambda inner: (
+        st.builds(lambda items: {"L": items}, st.lists(inner, max_size=3))
+        | st.builds(lambda m: {"M": m}, st.dictionaries(st.text(max_size=4), inner, max_size=3))
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wire=wires)
+def test_property_sizes_equal_dynamodb_rules(wire: Any) -> None:
+    """attribute_size (generated from _wire.SIZE), every type's sizer and a model's item_size
+    equal DynamoDB's size rules, stated plainly, for any wire value."""
+    expected = _size_as_documented(wire)
+    assert _attribute_size(wire) == expected
+    for factory, _ in ALL_TYPES:
+        assert sizer(factory())(wire) == expected
+    item = {"id": {"S": "k"}, "d0": wire}
+    assert compiled(EverythingModel).item_size(item) == 3 + 2 + expected == wire_size(item)
