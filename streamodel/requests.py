@@ -3,9 +3,8 @@ and batches send, built from plans, keys and conditions.
 
 Pure functions from what to do to the request dict (DynamoDB's JSON shape, attribute values in
 wire form); expression text and placeholders come from :mod:`streamodel._render`. Nothing here
-sends anything: the shells (``Engine``, transactions, batches) hand these dicts to the
-transport. Queries and scans are built by :mod:`streamodel.search`, the control plane by
-:mod:`streamodel.tables`.
+sends anything: the shells (``Engine``, transactions, batches, searches) hand these dicts to
+the transport. The control plane's requests are built by :mod:`streamodel.tables`.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ __all__ = [
     "condition_check",
     "delete_item",
     "get_item",
+    "search",
     "transact_get_items",
     "transact_write_items",
     "update_item",
@@ -118,3 +118,49 @@ def transact_write_items(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def transact_get_items(keys: Sequence[tuple[str, Key]]) -> dict[str, Any]:
     return {"TransactItems": [{"Get": {"TableName": table, "Key": key}} for table, key in keys]}
+
+
+def search(
+    table: str,
+    *,
+    index: str | None,
+    key: Condition | None,
+    filter: Condition | None,
+    count: bool,
+    projection: Sequence[str] | None,
+    consistent: bool,
+    forward: bool,
+    page_size: int | None,
+    segments: tuple[int, int] | None,
+    start: Key | None,
+) -> dict[str, Any]:
+    """The first page's ``Query`` (with a ``key`` condition) or ``Scan`` parameters.
+
+    ``count`` asks for the count only, ``projection`` names the attributes to read (all when
+    ``None``), ``forward=False`` reads a query's range in descending order, ``segments`` is
+    ``(segment, total)`` of a parallel scan, ``start`` the key to resume after.
+    """
+    r = Renderer()
+    request: dict[str, Any] = {"TableName": table}
+    if index is not None:
+        request["IndexName"] = index
+    if key is not None:
+        request["KeyConditionExpression"] = r.condition(key)
+    if filter is not None:
+        request["FilterExpression"] = r.condition(filter)
+    if count:
+        request["Select"] = "COUNT"
+    elif projection is not None:
+        request["ProjectionExpression"] = r.projection(projection)
+    if consistent:
+        request["ConsistentRead"] = True
+    if not forward:
+        request["ScanIndexForward"] = False
+    if page_size is not None:
+        request["Limit"] = page_size
+    if segments is not None:
+        request["Segment"], request["TotalSegments"] = segments
+    if start is not None:
+        request["ExclusiveStartKey"] = start
+    request.update(r.params())
+    return request

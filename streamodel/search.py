@@ -8,9 +8,8 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from streamodel import signals
+from streamodel import requests, signals
 from streamodel._diff import fill, load_new, meta_of
-from streamodel._render import Renderer
 from streamodel.columns import Column, Index
 from streamodel.conditions import And, BeginsWith, Between, Comparison, Condition, Path, Value
 from streamodel.exceptions import InvalidConditionError, InvalidPositionError, StreamodelError
@@ -309,30 +308,22 @@ class Search:
         """The Query or Scan parameters for the first page."""
         if self.mode == "query" and self._key is None:
             raise InvalidConditionError(f"{self._where()}: query() needs key(...)")
-        r = Renderer()
-        request: dict[str, Any] = {"TableName": self.engine.table_name(self.model)}
-        if self.index is not None:
-            request["IndexName"] = self.index.dynamo_name
-        if self._key is not None:
-            request["KeyConditionExpression"] = r.condition(self._key)
-        if self._filter is not None:
-            request["FilterExpression"] = r.condition(self._filter)
-        if count or self._projection == "count":
-            request["Select"] = "COUNT"
-        elif self._projection != "all":
-            request["ProjectionExpression"] = r.projection([c.dynamo_name for c in self._columns()])
-        if self._consistent:
-            request["ConsistentRead"] = True
-        if self.mode == "query" and not self._forward:
-            request["ScanIndexForward"] = False
-        if self._page_size is not None:
-            request["Limit"] = self._page_size
-        if self._segments is not None:
-            request["Segment"], request["TotalSegments"] = self._segments
-        if self._start is not None:
-            request["ExclusiveStartKey"] = self._start
-        request.update(r.params())
-        return request
+        projection = None
+        if not (count or self._projection in ("all", "count")):
+            projection = [c.dynamo_name for c in self._columns()]
+        return requests.search(
+            self.engine.table_name(self.model),
+            index=self.index.dynamo_name if self.index is not None else None,
+            key=self._key,
+            filter=self._filter,
+            count=count or self._projection == "count",
+            projection=projection,
+            consistent=self._consistent,
+            forward=self._forward or self.mode != "query",
+            page_size=self._page_size,
+            segments=self._segments,
+            start=self._start,
+        )
 
     def pages(self, *, count: bool = False) -> Iterator[dict[str, Any]]:
         """Every response page, following ``LastEvaluatedKey``; one page in memory at once."""
