@@ -9,7 +9,8 @@ that comes back is a plain response dict, and every failure is a streamodel erro
 
 from streamodel.transport.base import Service, Transport
 from streamodel.transport.botocore import BotocoreTransport
-from streamodel.transport.lean import LeanTransport, ObservedTransport, OnRequest
+from streamodel.transport.lean import LeanTransport
+from streamodel.transport.observed import ObservedTransport, OnRequest
 from streamodel.transport.retry import RetryingTransport, RetryPolicy
 
 __all__ = [

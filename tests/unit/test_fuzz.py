@@ -20,7 +20,8 @@ from test_types import PROPERTY_CASES, _make
 from streamodel import Column, Integer, String, new_base
 from streamodel._render import Renderer
 from streamodel.exceptions import InvalidConditionError
-from streamodel.transport.lean import _ENCODER, _restore
+from streamodel.transport.answers import _restore
+from streamodel.transport.lean import _ENCODER
 
 Base = new_base()
 
