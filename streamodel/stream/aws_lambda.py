@@ -12,9 +12,10 @@ as the Lambda handler. For each record of the event it:
    nothing that needs no conversion) and decodes it with
    the one decoder, :func:`~streamodel.stream.records.decode_record`, so the :class:`Change` is
    identical, type for type, to what ``engine.stream`` yields; sends ``change_received``;
-3. hands it to :meth:`Worker.dispatch`, the worker's own dispatch (same handlers, same dead
-   letter destination), with one attempt per invocation (``attempts_per_invocation``): Lambda
-   retries the batch, so retrying inside the invocation mostly burns billed time;
+3. hands it to the worker's :class:`~streamodel.stream.dispatch.Dispatcher` (the same
+   subscriptions, retry rule and dead letters as the self-hosted worker), with one attempt per
+   invocation (``attempts_per_invocation``): Lambda retries the batch, so retrying inside the
+   invocation mostly burns billed time;
 4. stops at the first record that fails and returns ``{"batchItemFailures":
    [{"itemIdentifier": <its SequenceNumber>}]}``: Lambda then retries from that record and
    nothing after it was handled, so order is kept (unlike Powertools' batch processor, which
@@ -76,9 +77,10 @@ from streamodel.exceptions import (
 )
 from streamodel.models import BaseModel
 from streamodel.stream.checkpoints import raw_record_json, state_model
+from streamodel.stream.dispatch import DeadLetterInfo, Dispatcher
 from streamodel.stream.records import Change, UndecodableRecordError, decode_record
 from streamodel.stream.shards import pad_sequence, parse_sequence
-from streamodel.stream.worker import DeadLetterInfo, Worker
+from streamodel.stream.worker import Worker
 from streamodel.transport.json_shape import datetime_from_json, item_from_json
 from streamodel.types import DateTime, Integer, String, Timestamp
 
@@ -247,6 +249,11 @@ class LambdaHandler:
     def engine(self) -> Engine:
         return self.worker.engine
 
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The worker's: subscriptions as they are at each event, and the same rules."""
+        return self.worker.dispatcher
+
     def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
         records = list(event.get("Records") or [])
         # Route every record first: a table no subscription reads is a deployment error,
@@ -275,17 +282,18 @@ class LambdaHandler:
         Worked out once per source ARN, and again after the worker's subscriptions changed.
         """
         arn = str(record.get("eventSourceARN", ""))
-        if self._routes_version != self.worker.subscriptions_version:
+        dispatcher = self.dispatcher
+        if self._routes_version != dispatcher.version:
             self._routes.clear()
-            self._routes_version = self.worker.subscriptions_version
+            self._routes_version = dispatcher.version
         models = self._routes.get(arn)
         if models is None:
             table = table_name_from_arn(arn)
-            models = [m for m in self.worker.models if self.engine.table_name(m) == table]
+            models = [m for m in dispatcher.models if self.engine.table_name(m) == table]
             if not models:
                 raise InvalidModelError(
                     f"no subscription of worker {self.worker.group!r} reads table {table!r} "
-                    f"(subscribed: {[self.engine.table_name(m) for m in self.worker.models]})"
+                    f"(subscribed: {[self.engine.table_name(m) for m in dispatcher.models]})"
                 )
             self._routes[arn] = models
         return models
@@ -293,61 +301,51 @@ class LambdaHandler:
     # -- one record --------------------------------------------------------------------------
     def _handle(self, model: type[BaseModel], record: Mapping[str, Any]) -> bool:
         """Dispatch one record to one model's subscribers; False: stop the batch here."""
-        worker = self.worker
+        dispatcher = self.dispatcher
         arn = str(record.get("eventSourceARN", ""))
         sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
         raw = botocore_record(record)
         try:
             change = decode_record(model, raw, shard_id=arn, sequence_number=sequence)
         except UndecodableRecordError as error:
-            self._dead_letter(
-                DeadLetterInfo(
-                    worker.group,
-                    model,
-                    arn,
-                    sequence,
-                    str(record.get("eventID", "")),
-                    error,
-                    0,
-                    error.record,
-                )
-            )
+            self._dead_letter(dispatcher.undecodable(model, error))
             return True
         signals.change_received.send(model, change=change)
 
-        skip_transactional = worker.has_transactional(change) and self._applied(change)
+        skip_transactional = dispatcher.has_transactional(change) and self._applied(change)
         if skip_transactional:
             logger.info("lambda: %s already applied; transactional handlers skipped", change)
-        failures: list[DeadLetterInfo] = []
         sealed: list[BaseModel] = []
-        dispatched = worker.dispatch(
-            change,
+        result = dispatcher.run(
+            dispatcher.plan(change, transactional=not skip_transactional),
+            transaction=self._transaction,
             seal=lambda tx: self._seal(change, tx, sealed),
             attempts=self.attempts_per_invocation,
-            on_exhausted=failures.append,
-            transactional=not skip_transactional,
         )
-        if not dispatched:
-            return False
         # Another delivery of this record committed first: the change is applied.
-        failures = [f for f in failures if not _lost_race(f.error, sealed)]
+        failures = [f for f in result.failures if not _lost_race(f.error, sealed)]
         if not failures:
             return True
-        if worker.on_failure == "stop":
-            return False
+        if dispatcher.on_failure == "stop":
+            return False  # strict order: the batch fails here until the record goes through
         attempts = self._count_failure(change, failures[0].error)
-        if attempts < worker.max_attempts:
+        if dispatcher.verdict(attempts) == "retry":
             logger.warning(
                 "lambda: %s failed (%d of %d invocations); Lambda retries from it",
                 change,
                 attempts,
-                worker.max_attempts,
+                dispatcher.max_attempts,
             )
             return False
         for info in failures:
             info.attempts = attempts
             self._dead_letter(info)
         return True
+
+    def _transaction(self) -> WriteTransaction:
+        from streamodel.transactions import WriteTransaction
+
+        return WriteTransaction(self.engine)
 
     def _dead_letter(self, info: DeadLetterInfo) -> None:
         self._setup()

@@ -22,13 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 from streamodel.columns import Column
 from streamodel.models import new_base
+from streamodel.stream.shards import ShardPosition
 from streamodel.transport.json_shape import to_json_shape
 from streamodel.types import JSON, DateTime, Float, Integer, String
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
 
-__all__ = ["DEFAULT_STATE_TABLE", "SHARD_END", "START_MARKER", "StateStore", "raw_record_json"]
+__all__ = [
+    "DEFAULT_STATE_TABLE",
+    "SHARD_END",
+    "START_MARKER",
+    "StateStore",
+    "next_checkpoint",
+    "position_of",
+    "raw_record_json",
+]
 
 DEFAULT_STATE_TABLE = "streamodel-workers"
 SHARD_END = "SHARD_END"
@@ -92,6 +101,31 @@ def _state_models(table: str) -> tuple[Any, Any]:
         created_at=Column(DateTime),
     )
     return shard_state, dead_letter
+
+
+def position_of(checkpoint: str | None) -> ShardPosition:
+    """Where a shard's reading resumes, given its stored checkpoint."""
+    if checkpoint == SHARD_END:
+        return ShardPosition(None, True)
+    return ShardPosition(checkpoint, False)
+
+
+def next_checkpoint(
+    stored: str | None, *, handled: str | None, read: ShardPosition | None
+) -> str | None:
+    """What a held shard's checkpoint becomes, or ``None`` when it stays as ``stored``.
+
+    ``handled`` is the last record every handler took (40 digits), ``read`` where reading
+    stands. The shard end is recorded only when the shard is read to its end *and* its last
+    record was handled, so no record read but not handled is ever checkpointed past.
+    """
+    if read is not None and read.done and read.after == handled:
+        value = SHARD_END
+    elif handled is not None:
+        value = handled
+    else:
+        return None
+    return None if value == stored else value
 
 
 def raw_record_json(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from streamodel.stream.shards import (
     Origin,
     RawRecord,
     ShardInfo,
+    ShardPosition,
     ShardReader,
     StreamStats,
     parse_sequence,
@@ -258,6 +259,21 @@ class Coordinator:
             shard.buffer.clear()
             shard.iterator = None
             shard.closed = shard.done = True
+
+    def lineage(self) -> list[tuple[str, str | None]]:
+        """``(shard id, parent id)`` of every shard known now, in DescribeStream's order."""
+        return [(sid, shard.parent_id) for sid, shard in self._shards.items()]
+
+    def position(self, shard_id: str) -> ShardPosition | None:
+        """Where reading stands in one shard (``None`` for a shard not known)."""
+        shard = self._shards.get(shard_id)
+        return None if shard is None else shard.position()
+
+    def at_end(self, shard_id: str, *, empty_polls: int) -> bool:
+        """Whether a known shard is read to its current end with nothing left buffered
+        (see :meth:`ShardReader.at_end`)."""
+        shard = self._shards.get(shard_id)
+        return shard is not None and shard.at_end(empty_polls=empty_polls)
 
     def _readable(self, shard: ShardReader) -> bool:
         if shard.done:

@@ -9,6 +9,7 @@ from streamodel import signals
 from streamodel.models import BaseModel
 from streamodel.stream.coordinator import Coordinator, GapCallback, Position
 from streamodel.stream.records import Change, decode_record
+from streamodel.stream.shards import ShardPosition
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
@@ -70,3 +71,36 @@ class Stream:
     def heartbeat(self) -> None:
         """Renew shard iterators that are close to expiring, without reading records."""
         self.coordinator.heartbeat()
+
+    # -- sharing the shards with other processes (leases) -----------------------------------
+    # A reader that shares a stream reads only the shards it holds: ``read_only`` says which,
+    # ``take`` places a shard at its checkpoint, ``release`` lets it go. ``position`` is what
+    # to checkpoint; none of these builds the whole token.
+
+    def lineage(self) -> list[tuple[str, str | None]]:
+        """``(shard id, parent id)`` of every shard known now."""
+        return self.coordinator.lineage()
+
+    def read_only(self, shard_ids: set[str]) -> None:
+        """Read only these shards from now on (those whose leases are held and ready)."""
+        self.coordinator.restrict(shard_ids)
+
+    def take(self, shard_id: str, at: ShardPosition, *, parent: str | None) -> None:
+        """Read ``shard_id`` from ``at`` (its checkpoint), replacing the local position."""
+        self.coordinator.assign(shard_id, after=at.after, done=at.done, parent=parent)
+
+    def release(self, shard_id: str) -> None:
+        """Stop reading ``shard_id`` and drop what was fetched of it."""
+        self.coordinator.release(shard_id)
+
+    def finished_elsewhere(self, shard_id: str) -> None:
+        """Another process read ``shard_id`` to its end: its children may be read."""
+        self.coordinator.mark_done(shard_id)
+
+    def position(self, shard_id: str) -> ShardPosition | None:
+        """Where reading stands in one shard (``None`` if the shard is not known)."""
+        return self.coordinator.position(shard_id)
+
+    def at_end(self, shard_id: str, *, empty_polls: int) -> bool:
+        """Whether the shard is read to its current end, nothing fetched left to hand out."""
+        return self.coordinator.at_end(shard_id, empty_polls=empty_polls)

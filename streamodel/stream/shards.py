@@ -23,6 +23,7 @@ __all__ = [
     "Origin",
     "RawRecord",
     "ShardInfo",
+    "ShardPosition",
     "ShardReader",
     "StreamStats",
     "pad_sequence",
@@ -99,6 +100,18 @@ class ShardInfo:
             starting_sequence=numbers.get("StartingSequenceNumber"),
             ending_sequence=numbers.get("EndingSequenceNumber"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPosition:
+    """Where reading stands in one shard, in checkpointable form.
+
+    ``after`` is the last record handed out (40 digits, ``None`` before the first); ``done``
+    is true once the shard is closed and every record of it was handed out.
+    """
+
+    after: str | None
+    done: bool
 
 
 @dataclass
@@ -188,6 +201,17 @@ class ShardReader:
             "parent": self.parent_id,
             "start": self.origin,
         }
+
+    def position(self) -> ShardPosition:
+        """The position after the last record handed out (what a checkpoint may record)."""
+        return ShardPosition(None if self.after is None else pad_sequence(self.after), self.done)
+
+    def at_end(self, *, empty_polls: int) -> bool:
+        """Everything fetched was handed out and the shard is read to its current end: done,
+        closed, or ``empty_polls`` empty pages in a row (an open shard never ends for good)."""
+        if self.buffer:
+            return False
+        return self.done or self.closed or self.empty_streak >= empty_polls
 
     def restart_from_oldest(self) -> None:
         """Continue at the oldest record still in the shard (after its position was trimmed)."""

@@ -426,3 +426,26 @@ def test_failure_counter_survives_concurrent_invocations(
         (first, 1 if created_first else 2),
         ("counter = 2", 3),
     ]
+
+
+def test_lambda_retries_within_an_invocation_through_the_workers_dispatcher(
+    engine: Engine, transport: Any
+) -> None:
+    """The Lambda handler delivers through the worker's own Dispatcher: with
+    attempts_per_invocation=3, a handler failing twice gets the record on its third try in the
+    same invocation, and the batch goes through without writing any state."""
+    worker = Worker(engine, group="g", on_failure="stop", retry_wait=0.0001)
+    handler = lambda_handler(worker, attempts_per_invocation=3)
+    assert handler.dispatcher is worker.dispatcher
+    tries: list[str] = []
+
+    @worker.subscribe(Message, events=("modify",))
+    def flaky(change: Change) -> None:
+        tries.append(change.sequence_number)
+        if len(tries) < 3:
+            raise RuntimeError("not yet")
+
+    response = handler(copy.deepcopy(AWS_SAMPLE_EVENT), None)
+    assert response == {"batchItemFailures": []}
+    assert tries == ["222", "222", "222"]
+    assert transport.calls == []
