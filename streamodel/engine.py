@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from streamodel import requests, signals, writes
+from streamodel import requests, signals, steps, writes
 from streamodel._diff import fill, key_of, meta_of
 from streamodel.columns import Index
 from streamodel.conditions import Condition, Path
@@ -16,14 +16,12 @@ from streamodel.exceptions import (
     InvalidConditionError,
     InvalidModelError,
     MissingObjectsError,
-    ResourceNotFoundError,
     StaleVersionError,
-    StreamodelError,
     ThrottledError,
 )
 from streamodel.models import BaseModel
 from streamodel.search import Search
-from streamodel.tables import check_table, create_table_request, wait_for_active
+from streamodel.tables import bind_steps
 from streamodel.transport import (
     BotocoreTransport,
     LeanTransport,
@@ -155,55 +153,10 @@ class Engine:
             self._bind_one(m)
 
     def _bind_one(self, model: type[BaseModel]) -> None:
-        meta = meta_of(model)
         name = self.table_name(model)
-        expected = create_table_request(meta, name)
-        try:
-            table = self.transport.call("dynamodb", "DescribeTable", {"TableName": name})["Table"]
-        except ResourceNotFoundError:
-            try:
-                self.transport.call("dynamodb", "CreateTable", expected)
-            except StreamodelError as error:
-                # Another process may have created it meanwhile; anything else is real.
-                if "ResourceInUse" not in getattr(error, "code", ""):
-                    raise
-        table = wait_for_active(self.transport, name)
-        check_table(meta, expected, table)
-        stream = table.get("StreamSpecification") or {}
-        if meta.stream_view_type is not None and not stream.get("StreamEnabled"):
-            self.transport.call(
-                "dynamodb",
-                "UpdateTable",
-                {"TableName": name, "StreamSpecification": expected["StreamSpecification"]},
-            )
-            table = wait_for_active(self.transport, name)
-        if meta.ttl is not None:
-            self._enable_ttl(name, meta.ttl["column"].dynamo_name)
+        table = steps.run(self.transport, bind_steps(meta_of(model), name))
         self._tables[model] = {"name": name, "stream_arn": table.get("LatestStreamArn")}
         signals.model_bound.send(model, engine=self, model=model)
-
-    def _enable_ttl(self, table_name: str, attribute: str) -> None:
-        described = self.transport.call(
-            "dynamodb", "DescribeTimeToLive", {"TableName": table_name}
-        ).get("TimeToLiveDescription", {})
-        status = described.get("TimeToLiveStatus", "DISABLED")
-        if status in ("ENABLED", "ENABLING"):
-            current = described.get("AttributeName")
-            if current != attribute:
-                from streamodel.exceptions import TableMismatchError
-
-                raise TableMismatchError(
-                    f"table {table_name!r} has TTL on {current!r}, model needs {attribute!r}"
-                )
-            return
-        self.transport.call(
-            "dynamodb",
-            "UpdateTimeToLive",
-            {
-                "TableName": table_name,
-                "TimeToLiveSpecification": {"Enabled": True, "AttributeName": attribute},
-            },
-        )
 
     def stream_arn(self, model: type[BaseModel]) -> str:
         """The table's latest stream ARN (described again when not known)."""

@@ -1,16 +1,33 @@
-"""A model's table: what to create, how to compare an existing one, and waiting for it."""
+"""A model's table: what to create, how to compare an existing one, and binding it.
+
+:func:`bind_steps` is everything ``engine.bind`` does for one table, as steps
+(:mod:`streamodel.steps`): describe it, create it when missing, wait until it is ACTIVE,
+check it against the model, enable a missing stream, set TTL. The engine runs the steps.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
+from streamodel import steps
 from streamodel.columns import Column, Index
-from streamodel.exceptions import TableMismatchError, TransportError
+from streamodel.exceptions import (
+    ResourceNotFoundError,
+    StreamodelError,
+    TableMismatchError,
+    TransportError,
+)
+from streamodel.steps import Call, Pause, Steps
 from streamodel.transport.base import Transport
 
-__all__ = ["create_table_request", "mismatches", "wait_for_active"]
+__all__ = [
+    "active_steps",
+    "bind_steps",
+    "create_table_request",
+    "mismatches",
+    "wait_for_active",
+]
 
 _PROJECTION_TYPES = {"all": "ALL", "keys": "KEYS_ONLY"}
 
@@ -158,20 +175,64 @@ def check_table(meta: Any, expected: dict[str, Any], table: dict[str, Any]) -> N
         )
 
 
-def wait_for_active(
-    transport: Transport,
-    table_name: str,
-    *,
-    timeout: float = 300.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """Poll ``DescribeTable``, sleeping in between, until the table and indexes are ACTIVE."""
+def bind_steps(meta: Any, name: str) -> Steps[dict[str, Any]]:
+    """Create ``meta``'s table ``name`` if missing, wait until it is ACTIVE, check it against
+    the model (:class:`TableMismatchError` on a real difference), enable a missing stream and
+    TTL; return the table's description."""
+    expected = create_table_request(meta, name)
+    try:
+        yield Call("dynamodb", "DescribeTable", {"TableName": name})
+    except ResourceNotFoundError:
+        try:
+            yield Call("dynamodb", "CreateTable", expected)
+        except StreamodelError as error:
+            # Another process may have created it meanwhile; anything else is real.
+            if "ResourceInUse" not in getattr(error, "code", ""):
+                raise
+    table = yield from active_steps(name)
+    check_table(meta, expected, table)
+    stream = table.get("StreamSpecification") or {}
+    if meta.stream_view_type is not None and not stream.get("StreamEnabled"):
+        yield Call(
+            "dynamodb",
+            "UpdateTable",
+            {"TableName": name, "StreamSpecification": expected["StreamSpecification"]},
+        )
+        table = yield from active_steps(name)
+    if meta.ttl is not None:
+        yield from _ttl_steps(name, meta.ttl["column"].dynamo_name)
+    return table
+
+
+def _ttl_steps(table_name: str, attribute: str) -> Steps[None]:
+    """TTL on ``attribute``: enabled when off, refused when on for another attribute."""
+    described = yield Call("dynamodb", "DescribeTimeToLive", {"TableName": table_name})
+    ttl = described.get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus", "DISABLED") in ("ENABLED", "ENABLING"):
+        current = ttl.get("AttributeName")
+        if current != attribute:
+            raise TableMismatchError(
+                f"table {table_name!r} has TTL on {current!r}, model needs {attribute!r}"
+            )
+        return
+    yield Call(
+        "dynamodb",
+        "UpdateTimeToLive",
+        {
+            "TableName": table_name,
+            "TimeToLiveSpecification": {"Enabled": True, "AttributeName": attribute},
+        },
+    )
+
+
+def active_steps(table_name: str, *, timeout: float = 300.0) -> Steps[dict[str, Any]]:
+    """Describe the table, pausing in between (50 ms, doubling up to 2 s), until it and its
+    indexes are ACTIVE; return its description."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
-        table: dict[str, Any] = transport.call(
-            "dynamodb", "DescribeTable", {"TableName": table_name}
-        )["Table"]
+        answer = yield Call("dynamodb", "DescribeTable", {"TableName": table_name})
+        table: dict[str, Any] = answer["Table"]
         indexes = table.get("GlobalSecondaryIndexes", [])
         if table.get("TableStatus") == "ACTIVE" and all(
             i.get("IndexStatus", "ACTIVE") == "ACTIVE" for i in indexes
@@ -183,5 +244,12 @@ def wait_for_active(
                 f"(status {table.get('TableStatus')})",
                 operation="DescribeTable",
             )
-        sleep(delay)
+        yield Pause(delay)
         delay = min(delay * 2, 2.0)
+
+
+def wait_for_active(
+    transport: Transport, table_name: str, *, timeout: float = 300.0
+) -> dict[str, Any]:
+    """:func:`active_steps`, run on ``transport``."""
+    return steps.run(transport, active_steps(table_name, timeout=timeout))
