@@ -29,7 +29,10 @@ from streamodel._typegen import (
 )
 from streamodel._wire import SIZE, wire_size
 from streamodel.actions import Action
+from streamodel.columns import Column
 from streamodel.conditions import NotExists
+from streamodel.types import Integer
+from streamodel.upgrades import SchemaVersions
 
 if TYPE_CHECKING:
     from streamodel.models import BaseModel
@@ -66,7 +69,27 @@ class CompiledModel:
             if not any(c is k for k in meta.keys) and c is not meta.version
         ]
         self.plain_names = frozenset(name for name, _ in self.plain)
-        self.fill_all, self.new_from = self._generate()
+        # Schema versions (see streamodel.upgrades): a model at version > 1 writes its version
+        # with every save, as one more SET of this stand-in column (never one of the model's
+        # columns, so neither a diff entry nor a value of the object).
+        self.versions = SchemaVersions(model)
+        self.schema_column: Column | None = None
+        if self.versions.writes:
+            self.schema_column = Column(Integer, name=self.versions.attribute)
+            self.schema_column.name = f"Meta.schema_version_attribute {self.versions.attribute!r}"
+            self.schema_column.model = model
+        # The decode of an item as it is stored, with no version logic (``_diff`` runs it on
+        # items at the model's version). ``fill_all`` and ``new_from`` are the read path's
+        # first try: for a model at version 1 the same functions, stepping aside (False,
+        # None) for an item carrying a version; for a model with upgrades they always step
+        # aside, so that every item goes through its upgrades first (``_diff.fill_whole``).
+        self.fill_plain, self.new_plain = self._generate()
+        self.fill_all: Callable[[Any, Mapping[str, Any]], bool]
+        self.new_from: Fn
+        if self.versions.writes:
+            self.fill_all, self.new_from = _never_fill, _never_new
+        else:
+            self.fill_all, self.new_from = self.fill_plain, self.new_plain
         self._item_size = self._generate_size()
         # What a save's item holds besides the columns it encodes: the key and the version.
         frame = [c for c in self.columns if c.name not in self.plain_names]
@@ -75,6 +98,8 @@ class CompiledModel:
         self.frame_bound = sum(
             len(c.dynamo_name.encode("utf-8")) + (21 if c is meta.version else 2048) for c in frame
         )
+        if self.schema_column is not None:
+            self.frame_bound += len(self.versions.attribute.encode("utf-8")) + 21
         self.encode = self._generate_encode()
         # The version check of a new object (conditions are never changed once built).
         self.version_absent = None if meta.version is None else NotExists(meta.version)
@@ -229,6 +254,11 @@ class CompiledModel:
     def _generate(self) -> tuple[Callable[[Any, Mapping[str, Any]], bool], Fn]:
         ns = namespace()
         lines_get, lines_load, values, snapshot = [], [], [], []
+        if not self.versions.writes:
+            # An item of a version-1 model normally has no version attribute; one that has
+            # it goes the way that checks it (a newer model may have written it).
+            attribute = self.versions.attribute
+            lines_get += [f"    if get({attribute!r}) is not None:", "        return None"]
         for i, column in enumerate(self.columns):
             lines_get.append(f"    w{i} = get({column.dynamo_name!r})")
             expr = load_expr(column.type, f"w{i}", ns)
@@ -283,6 +313,14 @@ class CompiledModel:
         except marshmallow.ValidationError:
             return None
         return checked
+
+
+def _never_fill(obj: Any, item: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _never_new(item: Mapping[str, Any]) -> Any:
+    return None
 
 
 def compiled(model: type[BaseModel]) -> CompiledModel:

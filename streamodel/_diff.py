@@ -222,6 +222,15 @@ def plan_save(
         bound = MAX_ITEM_BYTES + 1  # not known: counted exactly below
     if meta.indexes:
         _check_index_keys(meta, checked)
+    schema = cm.schema_column
+    if schema is not None:
+        # A new object, or one loaded from an item below the model's version, writes the
+        # version; an object that did not read the attribute (a projected read) does not:
+        # the item's other columns may still be in an older shape.
+        schema_wire = cm.versions.current_wire
+        if snapshot is None or snapshot.get(schema.dynamo_name, schema_wire) != schema_wire:
+            columns.append(schema)
+            wires.append(schema_wire)
 
     if snapshot is not None:  # write only what differs (absent and known absent are alike)
         changed = [
@@ -464,19 +473,64 @@ def mark_deleted(obj: BaseModel) -> None:
 
 
 def fill(obj: BaseModel, item: Mapping[str, Wire], columns: list[Any] | None = None) -> None:
-    """Set ``obj`` from a stored item; ``columns`` are those the read returned (all if None)."""
-    if columns is None and compiled(type(obj)).fill_all(obj, item):
+    """Set ``obj`` from a stored item; ``columns`` are those the read returned (all if None).
+
+    A whole item is brought to the model's schema version first (:func:`fill_whole`); a
+    projected one (``columns``) is read as stored: it may lack the version attribute, and an
+    upgrade is written for whole items.
+    """
+    if columns is None:
+        cm = compiled(type(obj))
+        if not cm.fill_all(obj, item):
+            fill_whole(obj, item, cm)
         return
     fill_reference(obj, item, columns)
 
 
 def load_new(model: type[BaseModel], item: Mapping[str, Wire]) -> BaseModel:
     """A new object of ``model`` filled from a whole stored item (no defaults applied)."""
-    obj = compiled(model).new_from(item)
+    cm = compiled(model)
+    obj = cm.new_from(item)
     if obj is None:
         obj = new_instance(model)
-        fill_reference(obj, item)
+        fill_whole(obj, item, cm)
     return obj  # type: ignore[no-any-return]
+
+
+def fill_whole(obj: BaseModel, item: Mapping[str, Wire], cm: Any = None) -> None:
+    """Fill ``obj`` from a whole stored item through the model's upgrades (the path every
+    read of a model with upgrades takes, and that of any item the compiled decode of a
+    version-1 model stepped aside for).
+
+    The object holds the upgraded values; its snapshot holds what is *stored* (the old item
+    and its version), and the columns the upgrades changed count as set: the next save
+    writes them, REMOVEs the columns they dropped, and writes the current version.
+    """
+    if cm is None:
+        cm = compiled(type(obj))
+    versions = cm.versions
+    upgraded = versions.upgrade(item)  # SchemaVersionError for what cannot be upgraded
+    if upgraded is item and not versions.writes:
+        fill_reference(obj, item)  # a version-1 item the compiled decode stepped aside for
+        return
+    if not cm.fill_plain(obj, upgraded):
+        fill_reference(obj, upgraded)
+    snapshot = obj._sm_snapshot
+    assert snapshot is not None
+    if upgraded is item:
+        # At the model's version: the version attribute is known to be stored as current.
+        snapshot[versions.attribute] = versions.current_wire
+        return
+    touched = set()
+    for column in cm.columns:
+        name = column.dynamo_name
+        before = item.get(name)
+        after = snapshot.get(name)
+        if after != before and not same_wire(after, before):
+            touched.add(column.name)
+        snapshot[name] = before
+    snapshot[versions.attribute] = item.get(versions.attribute)
+    obj._sm_touched = touched
 
 
 def fill_reference(

@@ -11,6 +11,7 @@
     ├── MissingObjectsError         load() did not find some objects (.objects)
     ├── BatchWriteError             a batch write left some objects unwritten (.objects)
     ├── UndecodableItemError        a stored item does not fit its model (.model, .column)
+    │   └── SchemaVersionError      ... its schema version is newer, or an upgrade failed
     ├── UndecodableRecordError      a stream record does not fit its model (.record)
     ├── ConditionFailedError        a conditional write was refused (.obj, .item)
     │   └── StaleVersionError       ... because the stored version moved on
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidPositionError",
     "MissingObjectsError",
     "ResourceNotFoundError",
+    "SchemaVersionError",
     "ServerError",
     "StaleVersionError",
     "StreamodelError",
@@ -113,6 +115,35 @@ class UndecodableItemError(StreamodelError):
         self.model = model
         self.column = column
         self.item = dict(item)
+
+
+class SchemaVersionError(UndecodableItemError):
+    """A stored item cannot be brought to its model's schema version: it was written by a
+    newer version of the model, its version attribute is malformed, or an upgrade raised
+    (the upgrade's exception is ``__cause__``) or returned something that is not an item.
+
+    ``.key`` is the item's key (column names to Python values, or the raw key when it does not
+    decode), ``.stored_version`` the item's version, ``.model_version`` the model's
+    ``Meta.schema_version``; ``.column`` is the version attribute's name. On a stream, the
+    record is undecodable like any other (:class:`UndecodableRecordError`, dead-lettered by
+    a worker).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: Any,
+        column: str,
+        item: Mapping[str, Any],
+        key: Mapping[str, Any],
+        stored_version: Any,
+        model_version: int,
+    ) -> None:
+        super().__init__(message, model=model, column=column, item=item)
+        self.key = dict(key)
+        self.stored_version = stored_version
+        self.model_version = model_version
 
 
 class UndecodableRecordError(StreamodelError):

@@ -8,6 +8,7 @@ engine binds it: per-engine state lives on the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from streamodel.columns import Column, Index, LocalSecondaryIndex
@@ -23,7 +24,20 @@ STREAM_VIEW_TYPES = {
     "old": "OLD_IMAGE",
     "keys": "KEYS_ONLY",
 }
-_META_OPTIONS = ("table_name", "read_units", "write_units", "stream", "ttl", "abstract")
+_META_OPTIONS = (
+    "table_name",
+    "read_units",
+    "write_units",
+    "stream",
+    "ttl",
+    "abstract",
+    "schema_version",
+    "upgrades",
+    "schema_version_attribute",
+)
+# Where an item's schema version is stored unless Meta.schema_version_attribute says otherwise
+# (see docs/schema.md): short, and out of the way of ordinary column names.
+DEFAULT_SCHEMA_VERSION_ATTRIBUTE = "_schema"
 
 
 class BaseModel:
@@ -218,6 +232,7 @@ def _setup_model(cls: type[BaseModel]) -> None:
     table_name = meta.__dict__.get("table_name", name)
     if not isinstance(table_name, str) or not table_name:
         raise InvalidModelError(f"{name}.Meta.table_name must be a non-empty string")
+    schema_version, upgrades, schema_attribute = _schema_options(cls, meta, columns)
 
     meta.abstract = abstract
     meta.model = cls
@@ -237,7 +252,59 @@ def _setup_model(cls: type[BaseModel]) -> None:
     meta.indexes = list(indexes.values())
     meta.gsis = [i for i in meta.indexes if i.kind == "gsi"]
     meta.lsis = [i for i in meta.indexes if i.kind == "lsi"]
+    meta.schema_version = schema_version
+    meta.upgrades = upgrades
+    meta.schema_version_attribute = schema_attribute
     cls.Schema = build_schema(cls, ordered)
+
+
+def _schema_options(
+    cls: type, meta: Any, columns: dict[str, Column]
+) -> tuple[int, dict[int, Callable[[dict[str, Any]], dict[str, Any]]], str]:
+    """``Meta.schema_version``, ``Meta.upgrades`` and ``Meta.schema_version_attribute``,
+    checked: a version is an int >= 1, and ``upgrades`` holds exactly one callable for each
+    version below it (``upgrades[k]`` turns an item of version k into one of version k + 1),
+    so every stored item has a way up to the current version."""
+    name = cls.__name__
+    version = meta.__dict__.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidModelError(f"{name}.Meta.schema_version must be an int >= 1, got {version!r}")
+    upgrades = meta.__dict__.get("upgrades", {})
+    if upgrades is None:
+        upgrades = {}
+    if not isinstance(upgrades, Mapping):
+        raise InvalidModelError(
+            f"{name}.Meta.upgrades must be a dict from a version k to a function turning an "
+            f"item of version k into one of version k + 1, got {type(upgrades).__name__}"
+        )
+    expected = list(range(1, version))
+    keys = list(upgrades)
+    if set(keys) != set(expected) or any(isinstance(k, bool) for k in keys):
+        missing = [k for k in expected if k not in upgrades]
+        extra = [k for k in keys if k not in expected or isinstance(k, bool)]
+        raise InvalidModelError(
+            f"{name}.Meta.upgrades must have exactly the keys {expected} for "
+            f"Meta.schema_version = {version} (one upgrade from each older version to the "
+            f"next); missing {missing}, unexpected {extra}"
+        )
+    for k in expected:
+        if not callable(upgrades[k]):
+            raise InvalidModelError(
+                f"{name}.Meta.upgrades[{k}] must be a function item -> item, got {upgrades[k]!r}"
+            )
+    attribute = meta.__dict__.get("schema_version_attribute", DEFAULT_SCHEMA_VERSION_ATTRIBUTE)
+    if not isinstance(attribute, str) or not attribute:
+        raise InvalidModelError(
+            f"{name}.Meta.schema_version_attribute must be a non-empty string, got {attribute!r}"
+        )
+    for column in columns.values():
+        if column.dynamo_name == attribute:
+            raise InvalidModelError(
+                f"{name}.Meta.schema_version_attribute: column {column.name!r} is stored as "
+                f"{attribute!r}, the attribute that holds each item's schema version; rename "
+                "the column (Column(..., name=...)) or set Meta.schema_version_attribute"
+            )
+    return version, {k: upgrades[k] for k in expected}, attribute
 
 
 def _resolve_index(

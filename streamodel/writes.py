@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamodel import requests, signals
+from streamodel._compiled import compiled
 from streamodel._diff import (
     MAX_ITEM_BYTES,
     SavePlan,
@@ -237,6 +238,9 @@ def put(table: str, obj: BaseModel) -> Write:
             item[column.dynamo_name] = wire
         if wire != old:
             diff[column.name] = (column.type.dynamo_load(old), checked[column.name])
+    versions = compiled(type(obj)).versions
+    if versions.writes:  # a whole item at the model's schema version
+        item[versions.attribute] = versions.current_wire
     size = wire_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(
@@ -253,5 +257,8 @@ def _mark_put(obj: BaseModel, item: Mapping[str, Wire]) -> None:
         wire = item.get(column.dynamo_name)
         snapshot[column.dynamo_name] = wire
         obj._sm_values[column.name] = column.type.dynamo_load(wire)
+    versions = compiled(type(obj)).versions
+    if versions.writes:
+        snapshot[versions.attribute] = item.get(versions.attribute)
     obj._sm_snapshot = snapshot
     obj._sm_touched = set()

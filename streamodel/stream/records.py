@@ -19,6 +19,7 @@ from streamodel.exceptions import UndecodableItemError, UndecodableRecordError
 from streamodel.models import BaseModel
 from streamodel.transport.json_shape import datetime_from_json
 from streamodel.types import Wire
+from streamodel.upgrades import as_current
 
 __all__ = ["EVENTS", "Change", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
 
@@ -37,6 +38,9 @@ class Change:
     Python values; ``changed`` names the columns whose value differs between old and new.
     ``event_id`` and ``sequence_number`` identify the change for idempotent handlers
     (delivery is at-least-once). ``expired`` is true for deletes made by DynamoDB's TTL.
+    ``snapshot`` is true for an item delivered by a ``start="snapshot"`` worker's scan
+    (then ``event`` is ``"insert"``, ``old`` and ``sequence_number`` are ``None``; see
+    :mod:`streamodel.stream.snapshot`), false for stream records.
     """
 
     event: Event
@@ -44,13 +48,14 @@ class Change:
     old: Any
     new: Any
     key: dict[str, Any]
-    sequence_number: str
+    sequence_number: str | None
     shard_id: str
     event_id: str
     created_at: datetime.datetime
     expired: bool
     changed: tuple[str, ...]
     record: dict[str, Any] = field(repr=False)
+    snapshot: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -92,6 +97,8 @@ def decode_record(
         key = {c.name: loads[c.name](keys[c.dynamo_name]) for c in meta.keys}
         old_image, new_image = data.get("OldImage"), data.get("NewImage")
         old, new = _image(model, old_image), _image(model, new_image)
+        if compiled(model).versions.writes:  # ``changed`` as the model sees the images
+            old_image, new_image = as_current(model, old_image), as_current(model, new_image)
         if old_image is not None and new_image is not None:
             changed = tuple(
                 c.name
