@@ -367,16 +367,27 @@ def add_status_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 def group_status(store: Any) -> dict[str, Any]:
     """Per shard: model, owner, checkpoint, lag, parent, state; per worker: leases, rate, dead
-    letters. Lag is now minus the creation time of the last change handled on the shard."""
+    letters. Lag is now minus the creation time of the last change handled on the shard.
+    Per snapshot (``start="snapshot"``): model, phase, segments done of all, items delivered."""
     import datetime as dt
 
-    from streamodel.stream.checkpoints import SHARD_END, START_MARKER
+    from streamodel.stream.checkpoints import MARKER_PREFIX, SHARD_END
+    from streamodel.stream.snapshot import SNAPSHOT_MARKER, SNAPSHOT_SCOPE_SUFFIX, progress
 
     now = dt.datetime.now(dt.UTC)
     shards = []
     workers: dict[str, dict[str, Any]] = {}
+    # stream arn -> (marker, {segment: (checkpoint, items)}, model)
+    snapshots: dict[str, tuple[Any, dict[str, tuple[str | None, int]], str | None]] = {}
     for state in store.all_states():
-        if state.shard_id == START_MARKER:
+        if (state.stream_arn or "").endswith(SNAPSHOT_SCOPE_SUFFIX):
+            marker, segments, model = snapshots.setdefault(state.stream_arn, (None, {}, None))
+            if state.shard_id == SNAPSHOT_MARKER:
+                snapshots[state.stream_arn] = (state, segments, state.model)
+            elif not state.shard_id.startswith(MARKER_PREFIX):
+                segments[state.shard_id] = (state.checkpoint, state.records or 0)
+            continue
+        if state.shard_id.startswith(MARKER_PREFIX):
             continue
         finished = state.checkpoint == SHARD_END
         lag = None
@@ -409,7 +420,28 @@ def group_status(store: Any) -> dict[str, Any]:
             )
             worker["dead_letters"] += 1
     shards.sort(key=lambda s: (s["model"] or "", s["shard_id"]))
-    return {"group": store.group, "shards": shards, "workers": workers, "dead_letters": dead}
+    snapshot_rows = []
+    for marker, segments, model in snapshots.values():
+        if marker is None:
+            continue
+        done = progress(marker.checkpoint, int(marker.segments or 0), segments)
+        snapshot_rows.append(
+            {
+                "model": model,
+                "phase": done.phase,
+                "segments_done": done.segments_done,
+                "segments": done.segments,
+                "items": done.items,
+            }
+        )
+    snapshot_rows.sort(key=lambda s: s["model"] or "")
+    return {
+        "group": store.group,
+        "shards": shards,
+        "workers": workers,
+        "dead_letters": dead,
+        "snapshots": snapshot_rows,
+    }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -431,6 +463,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"{(shard['model'] or '-'):<14} {shard['shard_id']:<44} {shard['state']:<9} "
             f"{(shard['owner'] or '-'):<28} {lag:>7} {checkpoint}"
+        )
+    for snap in status["snapshots"]:
+        print(
+            f"snapshot of {snap['model']}: {snap['segments_done']}/{snap['segments']} segments "
+            f"done, {snap['items']} item(s) delivered ({snap['phase']})"
         )
     print(f"{'WORKER':<28} {'LEASES':>6} {'REC/S':>8} {'DEAD':>5}")
     for owner, worker in sorted(status["workers"].items()):

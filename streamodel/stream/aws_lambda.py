@@ -437,7 +437,8 @@ class LambdaHandler:
         return callable(remaining) and remaining() < self.time_margin * 1000
 
 
-def _padded(sequence: str) -> str:
+def _padded(sequence: str | None) -> str:
+    # Lambda's changes are stream records: they always have one (None raises ValueError).
     return pad_sequence(parse_sequence(sequence))
 
 

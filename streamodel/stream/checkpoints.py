@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_STATE_TABLE",
+    "MARKER_PREFIX",
     "SHARD_END",
     "START_MARKER",
     "StateStore",
@@ -41,6 +42,8 @@ __all__ = [
 
 DEFAULT_STATE_TABLE = "streamodel-workers"
 SHARD_END = "SHARD_END"
+# Ids starting with this are markers, never leases (shard ids never start with it).
+MARKER_PREFIX = "~"
 # The shard id of the item holding a group's start time ("latest" or a datetime start).
 START_MARKER = "~start"
 
@@ -84,6 +87,10 @@ def _state_models(table: str) -> tuple[Any, Any]:
         records=Column(Integer),
         rate=Column(Float),
         last_created_at=Column(DateTime),
+        # Only on a snapshot's marker item (see streamodel.stream.snapshot): the pinned
+        # stream position (a stream token) and the number of scan segments.
+        position=Column(JSON),
+        segments=Column(Integer),
     )
     dead_letter = state_model(
         "DeadLetter",

@@ -53,6 +53,7 @@ from streamodel.exceptions import (
     ThrottledError,
     TrimmedDataError,
 )
+from streamodel.stream.positions import check_stream_position
 from streamodel.stream.shards import (
     Origin,
     RawRecord,
@@ -433,23 +434,15 @@ class Coordinator:
     def _parse_position(
         self, position: object
     ) -> tuple[dict[str, ShardReader], datetime | None, bool]:
+        if not isinstance(position, Mapping):
+            # Strings, datetimes and anything else: one check, one wording, near-miss hints.
+            check_stream_position(position)
         if isinstance(position, str):
-            if position == "trim_horizon":
-                return {}, None, False
-            if position == "latest":
-                return {}, None, True
-            raise InvalidPositionError(
-                f"position {position!r}: expected 'trim_horizon', 'latest', "
-                "an aware datetime or a token"
-            )
+            return {}, None, position == "latest"
         if isinstance(position, datetime):
             return {}, _aware(position, "position"), False
-        if isinstance(position, Mapping):
-            return self._parse_token(position)
-        raise InvalidPositionError(
-            f"position of type {type(position).__name__}: expected 'trim_horizon', 'latest', "
-            "an aware datetime or a token dict"
-        )
+        assert isinstance(position, Mapping)
+        return self._parse_token(position)
 
     def _parse_token(
         self, token: Mapping[str, Any]

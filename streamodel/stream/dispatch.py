@@ -234,7 +234,7 @@ class Dispatcher:
             self.group,
             change.model,
             change.shard_id,
-            change.sequence_number,
+            change.sequence_number or "",  # a snapshot's item has none
             change.event_id,
             error,
             attempts,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamodel.exceptions import ConditionFailedError, TransportError
-from streamodel.stream.checkpoints import SHARD_END, START_MARKER, StateStore
+from streamodel.stream.checkpoints import MARKER_PREFIX, SHARD_END, StateStore
 
 __all__ = ["LeaseManager", "LeaseRound", "default_worker_id"]
 
@@ -100,8 +100,13 @@ class LeaseManager:
         self.last_round = now
         result = LeaseRound()
         self._renew(result)
-        stored = self.store.load(self.stream_arn)
-        stored.pop(START_MARKER, None)
+        # Items whose id starts with "~" are markers (a group's start time, a snapshot's
+        # pinned position), not leases.
+        stored = {
+            sid: state
+            for sid, state in self.store.load(self.stream_arn).items()
+            if not sid.startswith(MARKER_PREFIX)
+        }
         for shard_id, parent in shards:
             if shard_id not in stored:
                 created = self._create(shard_id, parent)

@@ -24,26 +24,48 @@ metrics and the heartbeat file are in :mod:`streamodel.stream.monitoring`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from streamodel.exceptions import ConditionFailedError, InvalidModelError, TransportError
+from streamodel.exceptions import (
+    ConditionFailedError,
+    InvalidModelError,
+    InvalidPositionError,
+    TransportError,
+)
 from streamodel.models import BaseModel
-from streamodel.stream.checkpoints import DEFAULT_STATE_TABLE, START_MARKER, StateStore
+from streamodel.stream.checkpoints import (
+    DEFAULT_STATE_TABLE,
+    MARKER_PREFIX,
+    START_MARKER,
+    StateStore,
+)
 from streamodel.stream.dispatch import DeadLetterInfo, Dispatcher, Handler, OnFailure, Seal
 from streamodel.stream.leased import CAUGHT_UP_EMPTY_POLLS, LeasedStream
 from streamodel.stream.leases import LeaseManager, default_worker_id
 from streamodel.stream.monitoring import Heartbeat, Metrics, ShardMetrics
+from streamodel.stream.positions import check_worker_start
 from streamodel.stream.reader import Stream
 from streamodel.stream.records import EVENTS, Change, Event, UndecodableRecordError
+from streamodel.stream.scan import SnapshotScan, key_checkpoint, pin_position
 from streamodel.stream.shards import pad_sequence, parse_sequence
 from streamodel.stream.shutdown import stop_on_signals
+from streamodel.stream.snapshot import (
+    MAX_SEGMENTS,
+    PHASE_DONE,
+    PHASE_SCANNING,
+    SNAPSHOT_MARKER,
+    plan_start,
+    seed_checkpoints,
+    snapshot_scope,
+)
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
@@ -62,7 +84,12 @@ class Worker:
 
     ``group`` names the consumer: its checkpoints (in the ``state_table`` the worker
     creates) are shared by every run of the same group. ``start`` is where a group with no
-    checkpoint begins (``"trim_horizon"``, ``"latest"`` or an aware datetime).
+    checkpoint begins: ``"trim_horizon"``, ``"latest"``, an aware datetime, a stream token
+    (``stream.token``, for the model whose stream it names), or ``"snapshot"``: every item
+    the table holds first (as ``insert`` changes with ``snapshot=True``, read by a parallel
+    scan of ``snapshot_segments`` segments, checkpointed and shared like shards), then the
+    stream from the position recorded before the scan (see
+    :mod:`streamodel.stream.snapshot`). Anything else raises ``InvalidPositionError``.
     ``batch_size`` is how many changes are handled between checkpoints. ``max_attempts``
     bounds the tries per change; ``dead_letter`` is a callable receiving
     :class:`DeadLetterInfo` (default: stored in the state table, listed by
@@ -95,11 +122,15 @@ class Worker:
         worker_id: str | None = None,
         on_metrics: Callable[[list[ShardMetrics]], Any] | None = None,
         heartbeat_file: str | None = None,
+        snapshot_segments: int = 4,
     ) -> None:
         if not group or not isinstance(group, str) or "|" in group:
             raise ValueError("Worker(group=...) must be a non-empty string without '|'")
         if batch_size < 1:
             raise ValueError("Worker(batch_size=...) must be at least 1")
+        if not 1 <= snapshot_segments <= MAX_SEGMENTS:
+            raise ValueError(f"Worker(snapshot_segments=...) must be 1 to {MAX_SEGMENTS}")
+        start = check_worker_start(start)
         # Subscriptions, attempts, dead letters and the seal of transactions: shared with the
         # Lambda handler (and checks max_attempts and on_failure).
         self.dispatcher = Dispatcher(
@@ -119,6 +150,9 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.on_metrics = on_metrics
         self.heartbeat_file = heartbeat_file
+        self.snapshot_segments = snapshot_segments
+        # The snapshots of the current run (for metrics and tests).
+        self.snapshots: list[SnapshotScan] = []
         # Ready once the first lease round of every model ran (for supervisors).
         self.ready = False
         self.running = False
@@ -240,20 +274,27 @@ class Worker:
         self._stop.clear()
         with stop_on_signals(self.stop):
             self.store.setup()
-            readers = self._readers = [self._open(model) for model in self.models]
             self._heartbeat = Heartbeat(self.heartbeat_file)
             self.running = True
             try:
-                self._loop(readers, until_caught_up)
+                scans = [s for s in (self._begin(model) for model in self.models) if s]
+                self.snapshots = scans
+                if scans and not self._snapshot(scans):
+                    return  # stopped before the snapshot was done
+                readers = self._readers = [self._open(model) for model in self.models]
+                try:
+                    self._loop(readers, until_caught_up)
+                finally:
+                    self.running = self.ready = False
+                    try:
+                        self._checkpoint(readers)
+                    finally:
+                        # Peers take over at once instead of waiting for the leases to expire.
+                        for reader in readers:
+                            reader.leases.release_all()
             finally:
                 self.running = self.ready = False
-                try:
-                    self._checkpoint(readers)
-                finally:
-                    # Peers take over at once instead of waiting for the leases to expire.
-                    for reader in readers:
-                        reader.leases.release_all()
-                    self._metrics.log(self.group, self.on_metrics)
+                self._metrics.log(self.group, self.on_metrics)
 
     def _open(self, model: type[BaseModel]) -> LeasedStream:
         arn = self.engine.stream_arn(model)
@@ -286,7 +327,9 @@ class Worker:
         start time; until a shard has a checkpoint, it is read from the oldest record,
         skipping records created before that time (a second early, to lose nothing).
         """
-        if self.start == "trim_horizon":
+        if self.start in ("trim_horizon", "snapshot") or isinstance(self.start, Mapping):
+            # A token or a snapshot seeded the checkpoints; a stream that had no shards then
+            # has nothing older than its first shard to skip.
             return None
         if isinstance(self.start, datetime):
             since = self.start
@@ -300,6 +343,191 @@ class Worker:
             marker = self.store.load(stream_arn)[START_MARKER]
             return marker.updated_at  # type: ignore[no-any-return]
         return since
+
+    # -- snapshot, then the stream (start="snapshot"; see streamodel.stream.snapshot) --------
+    def _begin(self, model: type[BaseModel]) -> SnapshotScan | None:
+        """Seed a token start, or set a snapshot up (pinning the stream first); the scan of
+        a snapshot under way, else None."""
+        arn = self.engine.stream_arn(model)
+        scope = snapshot_scope(arn)
+        marker = self.store.load(scope).get(SNAPSHOT_MARKER)
+        has_checkpoints = any(not sid.startswith(MARKER_PREFIX) for sid in self.store.load(arn))
+        plan = plan_start(
+            self.start,
+            has_checkpoints=has_checkpoints,
+            marker_phase=marker.checkpoint if marker is not None else None,
+        )
+        if plan == "token":
+            token = self.start
+            if token.get("stream_arn") != arn:
+                raise InvalidPositionError(
+                    f"Worker(start=token): the token is of stream {token.get('stream_arn')!r}, "
+                    f"not of {model.__name__}'s stream {arn!r}"
+                )
+            self._seed(arn, model, token)
+            return None
+        if plan != "snapshot":
+            return None
+        if marker is None:
+            marker = self._pin(arn, scope, model)
+        leases = LeaseManager(
+            self.store, scope, model.__name__, self.worker_id, failover=self.failover
+        )
+        logger.info(
+            "worker %s (%s): snapshot of %s (%d segments)",
+            self.group,
+            self.worker_id,
+            model.__name__,
+            marker.segments,
+            extra={"group": self.group, "model": model.__name__, "worker_id": self.worker_id},
+        )
+        return SnapshotScan(
+            self.engine,
+            model,
+            arn,
+            dict(marker.position),
+            int(marker.segments),
+            leases,
+            page_size=self.batch_size,
+        )
+
+    def _pin(self, stream_arn: str, scope: str, model: type[BaseModel]) -> Any:
+        """Record the stream's position before anything is scanned (create-only: of two
+        processes pinning at once, the first pin is the group's)."""
+        marker = self.store.new_state(scope, SNAPSHOT_MARKER, model.__name__)
+        marker.position = pin_position(self.engine.transport, stream_arn)
+        marker.segments = self.snapshot_segments
+        marker.checkpoint = PHASE_SCANNING
+        try:
+            self.store.save(marker)
+        except ConditionFailedError:
+            return self.store.load(scope)[SNAPSHOT_MARKER]
+        return marker
+
+    def _seed(self, stream_arn: str, model: type[BaseModel], position: Mapping[str, Any]) -> None:
+        """Make a stream token the group's shard checkpoints (create-only, so every process
+        seeding the same token agrees, and a checkpoint already there stays)."""
+        for shard_id, parent, checkpoint in seed_checkpoints(position):
+            state = self.store.new_state(stream_arn, shard_id, model.__name__)
+            state.parent = parent
+            state.checkpoint = checkpoint
+            try:
+                self.store.save(state)
+            except ConditionFailedError:
+                continue
+
+    def _snapshot(self, scans: list[SnapshotScan]) -> bool:
+        """Deliver every scanned item; True once every snapshot is done (the stream comes
+        next), False when stopped first."""
+        try:
+            while not self._stop.is_set():
+                handled = 0
+                for scan in scans:
+                    try:
+                        scan.maintain()
+                        handled += self._drain_snapshot(scan)
+                    except TransportError as error:
+                        logger.warning(
+                            "worker %s: snapshot of %s: %s; continuing",
+                            self.group,
+                            scan.model.__name__,
+                            error,
+                            extra={"group": self.group},
+                        )
+                        self._stop.wait(self.retry_wait_max)
+                    if self._stop.is_set():
+                        return False
+                self.ready = True
+                self._beat()
+                self._checkpoint_segments(scans)
+                if all(scan.done() for scan in scans):
+                    for scan in scans:
+                        self._finish_snapshot(scan)
+                    return True
+                if handled == 0:
+                    self._stop.wait(self.idle_wait)
+            return False
+        finally:
+            try:
+                self._checkpoint_segments(scans)
+            finally:
+                for scan in scans:
+                    scan.leases.release_all()
+
+    def _drain_snapshot(self, scan: SnapshotScan) -> int:
+        """Handle up to ``batch_size`` scanned items; return how many."""
+        handled = 0
+        while handled < self.batch_size and not self._stop.is_set():
+            try:
+                change = scan.next_change()
+            except UndecodableRecordError as error:
+                try:
+                    self.send_dead_letter(self.dispatcher.undecodable(scan.model, error))
+                except BaseException:
+                    scan.rewind(error.shard_id)
+                    raise
+                scan.mark_handled(error.shard_id, error.record["dynamodb"]["Keys"])
+                handled += 1
+                continue
+            if change is None:
+                break
+            try:
+                dispatched = self.dispatch(
+                    change, seal=functools.partial(self._seal_segment, scan, change)
+                )
+            except BaseException:
+                scan.rewind(change.shard_id)
+                raise
+            if not dispatched:
+                scan.rewind(change.shard_id)
+                self._stop.set()  # on_failure="stop": never checkpoint past this item
+                return handled
+            scan.mark_handled(change.shard_id, change.record["dynamodb"]["Keys"])
+            self._metrics.handled(scan.model.__name__, change.shard_id, change.record)
+            handled += 1
+        return handled
+
+    def _seal_segment(self, scan: SnapshotScan, change: Change, tx: WriteTransaction) -> None:
+        """Put the segment's checkpoint after ``change`` into ``tx`` (exactly-once effects
+        for transactional handlers, as for stream records)."""
+        state = scan.states[change.shard_id]
+        state.checkpoint = key_checkpoint(scan.model, change.record["dynamodb"]["Keys"])
+        state.updated_at = datetime.now(UTC)
+        ShardState: Any = type(state)
+        tx.save(state, condition=ShardState.owner == self.worker_id)
+
+    def _checkpoint_segments(self, scans: list[SnapshotScan]) -> None:
+        for scan in scans:
+            for sid, value in scan.due_checkpoints():
+                state = scan.states[sid]
+                state.checkpoint = value
+                try:
+                    self.store.save(state)
+                except ConditionFailedError:
+                    logger.warning(
+                        "worker %s: lease on %s lost before its checkpoint", self.group, sid
+                    )
+                    scan.drop(sid)
+                except TransportError as error:
+                    logger.warning("worker %s: checkpoint of %s: %s", self.group, sid, error)
+                    scan.leases.refresh(sid)
+
+    def _finish_snapshot(self, scan: SnapshotScan) -> None:
+        """Every segment is finished: the pinned position becomes the group's shard
+        checkpoints, then the marker says done (each step safe to repeat, by any process)."""
+        self._seed(scan.stream_arn, scan.model, scan.position)
+        scope = snapshot_scope(scan.stream_arn)
+        marker = self.store.load(scope).get(SNAPSHOT_MARKER)
+        if marker is not None and marker.checkpoint != PHASE_DONE:
+            marker.checkpoint = PHASE_DONE
+            with contextlib.suppress(ConditionFailedError):  # a peer marked it first
+                self.store.save(marker)
+        logger.info(
+            "worker %s: snapshot of %s done; reading the stream from the pinned position",
+            self.group,
+            scan.model.__name__,
+            extra={"group": self.group, "model": scan.model.__name__},
+        )
 
     def _loop(self, readers: list[LeasedStream], until_caught_up: bool) -> None:
         last_log = time.monotonic()
