@@ -285,6 +285,9 @@ def test_sigkill_mid_work_loses_nothing(
     since the previous kill, and with changes of its backlog still unhandled."""
     out = tmp_path / "handled.txt"
     env = _worker_env(engine, local_endpoint, table_template, group(), out)
+    # 10 ms a change: the 100-change backlog of a cycle takes a worker a second at least,
+    # so the kill (at most a 50 ms poll after the wanted lines) lands while it has work.
+    env["STREAMODEL_TEST_HANDLER_SECONDS"] = "0.01"
     rng = random.Random(1234)
     produced: set[str] = set()
     mid_work = 0
@@ -325,6 +328,7 @@ def test_transactional_projection_is_exact_across_sigkills(
     engine.bind(base=projection_app.Base)
     out = tmp_path / "handled.txt"
     env = _worker_env(engine, local_endpoint, table_template, group(), out)
+    env["STREAMODEL_TEST_HANDLER_SECONDS"] = "0.01"  # as in the test above
     keys = [f"p{uuid.uuid4().hex[:8]}" for _ in range(8)]
     sources = {k: projection_app.Source(id=k, value=0) for k in keys}
     rng = random.Random(99)

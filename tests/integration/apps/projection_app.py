@@ -11,6 +11,7 @@ transaction commits), flushed and synced, so a test can tell the worker is mid-w
 from __future__ import annotations
 
 import os
+import time
 
 from written import announce_transport
 
@@ -43,6 +44,8 @@ worker = Worker(
     batch_size=10,
     failover=float(os.environ.get("STREAMODEL_TEST_FAILOVER", "2")),
 )
+# Time each change takes (see worker_app): keeps a killed worker mid-backlog.
+_handler_seconds = float(os.environ.get("STREAMODEL_TEST_HANDLER_SECONDS", "0"))
 _out = open(os.environ.get("STREAMODEL_TEST_OUT", os.devnull), "a", buffering=1)  # noqa: SIM115 - kept open for the process
 
 
@@ -58,3 +61,5 @@ def count(change: Change, tx: WriteTransaction) -> None:
     _out.write(f"{change.sequence_number} {change.event} {change.key['id']}\n")
     _out.flush()
     os.fsync(_out.fileno())
+    if _handler_seconds:
+        time.sleep(_handler_seconds)  # work a handler does, not synchronization
