@@ -317,7 +317,7 @@ def test_save_after_an_upgrade_writes_changed_columns_and_the_version(
     """Saving an upgraded object SETs the upgraded columns and the version, REMOVEs the
     columns the upgrades dropped, and leaves unchanged columns alone."""
     obj = load_new(Person, V1)
-    request = save("T", obj).request
+    request = save("Table", obj).request
     valid_request("dynamodb", "UpdateItem", request)
     assert sets(request) == {
         "first": {"S": "Ada"},
@@ -326,32 +326,32 @@ def test_save_after_an_upgrade_writes_changed_columns_and_the_version(
         "legacy": "REMOVE",
         "_schema": {"N": "3"},
     }
-    assert "_schema" not in save("T", obj).plan.diff  # type: ignore[union-attr]
+    assert "_schema" not in save("Table", obj).plan.diff  # type: ignore[union-attr]
 
 
 def test_save_of_a_current_object_writes_no_version() -> None:
     """An object loaded at the current version writes only what changed, no version."""
     obj = load_new(Person, V3)
-    assert save("T", obj).plan.writes_nothing  # type: ignore[union-attr]
+    assert save("Table", obj).plan.writes_nothing  # type: ignore[union-attr]
     obj.score = 91
-    assert sets(save("T", obj).request) == {"score": {"N": "91"}}
+    assert sets(save("Table", obj).request) == {"score": {"N": "91"}}
 
 
 def test_a_v2_item_without_column_changes_still_writes_the_version() -> None:
     """An upgrade that changes no column still makes the next save write the version."""
     Quiet = model(schema_version=2, upgrades={1: lambda i: i})
     obj = load_new(Quiet, {"id": {"S": "q"}})
-    assert sets(save("T", obj).request) == {"_schema": {"N": "2"}}
+    assert sets(save("Table", obj).request) == {"_schema": {"N": "2"}}
 
 
 def test_new_objects_write_the_version_and_version_one_models_do_not() -> None:
     """A new object of a versioned model writes its version; a version-1 model's requests
     and batch items carry no version attribute."""
-    assert sets(save("T", Person(id="n", first="F")).request)["_schema"] == {"N": "3"}
-    assert "_schema" not in sets(save("T", Plain(id="n", name="x")).request)
-    assert put("T", Person(id="n"))._diff is not None
-    assert put("T", Person(id="n")).request["_schema"] == {"N": "3"}
-    assert "_schema" not in put("T", Plain(id="n")).request
+    assert sets(save("Table", Person(id="n", first="F")).request)["_schema"] == {"N": "3"}
+    assert "_schema" not in sets(save("Table", Plain(id="n", name="x")).request)
+    assert put("Table", Person(id="n"))._diff is not None
+    assert put("Table", Person(id="n")).request["_schema"] == {"N": "3"}
+    assert "_schema" not in put("Table", Plain(id="n")).request
 
 
 def test_a_projected_object_does_not_write_the_version() -> None:
@@ -360,7 +360,7 @@ def test_a_projected_object_does_not_write_the_version() -> None:
     obj = new_instance(Person)
     fill(obj, {"id": {"S": "p"}, "first": {"S": "F"}}, [Person.id, Person.first])
     obj.first = "G"
-    assert sets(save("T", obj).request) == {"first": {"S": "G"}}
+    assert sets(save("Table", obj).request) == {"first": {"S": "G"}}
 
 
 def test_a_saved_object_is_current_afterwards() -> None:
