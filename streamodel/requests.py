@@ -25,7 +25,10 @@ __all__ = [
     "batch_write_item",
     "condition_check",
     "delete_item",
+    "describe_stream",
     "get_item",
+    "get_records",
+    "get_shard_iterator",
     "search",
     "transact_get_items",
     "transact_write_items",
@@ -164,3 +167,31 @@ def search(
         request["ExclusiveStartKey"] = start
     request.update(r.params())
     return request
+
+
+def describe_stream(stream_arn: str, after_shard: str | None = None) -> dict[str, Any]:
+    """A page of the stream's shards, after ``after_shard`` (the previous page's last)."""
+    request: dict[str, Any] = {"StreamArn": stream_arn}
+    if after_shard is not None:
+        request["ExclusiveStartShardId"] = after_shard
+    return request
+
+
+def get_shard_iterator(
+    stream_arn: str, shard_id: str, *, after: str | None = None, latest: bool = False
+) -> dict[str, Any]:
+    """An iterator right after sequence number ``after`` (as the API spells it), else at the
+    shard's newest record (``latest``), else at its oldest (TRIM_HORIZON)."""
+    request: dict[str, Any] = {"StreamArn": stream_arn, "ShardId": shard_id}
+    if after is not None:
+        request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+        request["SequenceNumber"] = after
+    elif latest:
+        request["ShardIteratorType"] = "LATEST"
+    else:
+        request["ShardIteratorType"] = "TRIM_HORIZON"
+    return request
+
+
+def get_records(iterator: str, limit: int) -> dict[str, Any]:
+    return {"ShardIterator": iterator, "Limit": limit}

@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from streamodel import requests
 from streamodel.exceptions import (
     ExpiredIteratorError,
     InvalidPositionError,
@@ -374,7 +375,7 @@ class Coordinator:
     def _describe(self) -> list[ShardInfo]:
         """Every shard of the stream: pages until DescribeStream names no last shard."""
         shards: list[ShardInfo] = []
-        params: dict[str, Any] = {"StreamArn": self.stream_arn}
+        params = requests.describe_stream(self.stream_arn)
         while True:
             self.stats.describe_stream_calls += 1
             response = self.transport.call("dynamodbstreams", "DescribeStream", params)
@@ -383,7 +384,7 @@ class Coordinator:
             last = description.get("LastEvaluatedShardId")
             if not last:
                 return shards
-            params = {"StreamArn": self.stream_arn, "ExclusiveStartShardId": last}
+            params = requests.describe_stream(self.stream_arn, last)
 
     def _merge(self, described: list[ShardInfo], now: float) -> None:
         listed = {info.shard_id: info for info in described}

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from streamodel import requests
 from streamodel.exceptions import ExpiredIteratorError
 from streamodel.transport.base import Transport
 
@@ -183,15 +184,12 @@ class ShardReader:
 
     def iterator_request(self) -> dict[str, Any]:
         """GetShardIterator parameters that continue right after the last record fetched."""
-        params: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": self.shard_id}
-        if self._fetched is not None:
-            params["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            params["SequenceNumber"] = api_sequence(self._fetched)
-        elif self.origin == "latest":
-            params["ShardIteratorType"] = "LATEST"
-        else:
-            params["ShardIteratorType"] = "TRIM_HORIZON"
-        return params
+        return requests.get_shard_iterator(
+            self.stream_arn,
+            self.shard_id,
+            after=api_sequence(self._fetched) if self._fetched is not None else None,
+            latest=self.origin == "latest",
+        )
 
     def token_entry(self) -> dict[str, Any]:
         """This shard's part of a stream token: JSON-safe, sequence numbers only."""
@@ -283,9 +281,8 @@ class ShardReader:
         return record
 
     def _get_records(self) -> dict[str, Any]:
+        assert self.iterator is not None  # renewed by the caller
         self.stats.get_records_calls += 1
         return self.transport.call(
-            "dynamodbstreams",
-            "GetRecords",
-            {"ShardIterator": self.iterator, "Limit": self.limit},
+            "dynamodbstreams", "GetRecords", requests.get_records(self.iterator, self.limit)
         )
