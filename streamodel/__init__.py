@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         InvalidConditionError,
         InvalidModelError,
         InvalidPositionError,
+        MigrationError,
         MissingObjectsError,
         ResourceNotFoundError,
         SchemaVersionError,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         UndecodableRecordError,
         ValidationError,
     )
+    from streamodel.migrate import Migration, MigrationResult
     from streamodel.models import BaseModel, new_base
     from streamodel.types import (
         JSON,
@@ -94,6 +96,7 @@ _WHERE = {
             "InvalidConditionError",
             "InvalidModelError",
             "InvalidPositionError",
+            "MigrationError",
             "MissingObjectsError",
             "ResourceNotFoundError",
             "SchemaVersionError",
@@ -111,6 +114,7 @@ _WHERE = {
         ],
         "streamodel.exceptions",
     ),
+    **dict.fromkeys(["Migration", "MigrationResult"], "streamodel.migrate"),
     **dict.fromkeys(["BaseModel", "new_base"], "streamodel.models"),
     **dict.fromkeys(
         [
@@ -154,6 +158,9 @@ __all__ = [  # noqa: RUF022  # plain sorted() order, which tests/unit/test_expor
     "List",
     "LocalSecondaryIndex",
     "Map",
+    "Migration",
+    "MigrationError",
+    "MigrationResult",
     "MissingObjectsError",
     "Number",
     "ResourceNotFoundError",

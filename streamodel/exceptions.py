@@ -13,6 +13,7 @@
     ├── UndecodableItemError        a stored item does not fit its model (.model, .column)
     │   └── SchemaVersionError      ... its schema version is newer, or an upgrade failed
     ├── UndecodableRecordError      a stream record does not fit its model (.record)
+    ├── MigrationError              an item a migration could not rewrite (dead-lettered)
     ├── ConditionFailedError        a conditional write was refused (.obj, .item)
     │   └── StaleVersionError       ... because the stored version moved on
     ├── TransactionCanceledError    a transaction was cancelled (.reasons, one per item)
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidConditionError",
     "InvalidModelError",
     "InvalidPositionError",
+    "MigrationError",
     "MissingObjectsError",
     "ResourceNotFoundError",
     "SchemaVersionError",
@@ -161,6 +163,12 @@ class UndecodableRecordError(StreamodelError):
         self.record = dict(record)
         self.shard_id = shard_id
         self.sequence_number = sequence_number
+
+
+class MigrationError(StreamodelError):
+    """An item could not be migrated, and went to the dead letters with this error: a
+    backfill that raised, returned something that is not an item or changed the key, or an
+    item that kept changing under every attempt. A migration run continues past it."""
 
 
 class ConditionFailedError(StreamodelError):

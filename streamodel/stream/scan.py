@@ -1,15 +1,18 @@
 """The I/O of a snapshot: pinning the stream position, and scanning leased segments.
 
 :func:`pin_position` reads the stream to its current end and returns the position as a
-stream token; :class:`SnapshotScan` reads the segments this process holds (leased through a
+stream token; :class:`SegmentScan` (shared with migrations, :mod:`streamodel.migrate`) reads
+the segments this process holds (leased through a
 :class:`~streamodel.stream.leases.LeaseManager`, like shards), one page at a time, and
-remembers the last *handled* item per segment, which is the only thing checkpointed. What
+remembers the last *handled* item per segment, which is the only thing checkpointed;
+:class:`SnapshotScan` turns its items into snapshot changes. What
 to read next, what to checkpoint and when the snapshot is done are decided by the pure
 functions of :mod:`streamodel.stream.snapshot`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -18,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streamodel._diff import meta_of
+from streamodel.exceptions import ConditionFailedError, TransportError
 from streamodel.models import BaseModel
 from streamodel.search import encode_token
 from streamodel.stream.coordinator import Coordinator
@@ -37,10 +41,12 @@ from streamodel.stream.snapshot import (
 from streamodel.transport.base import Transport
 from streamodel.types import Wire
 
+logger = logging.getLogger("streamodel.stream")
+
 if TYPE_CHECKING:
     from streamodel.engine import Engine
 
-__all__ = ["PIN_EMPTY_POLLS", "SnapshotScan", "pin_position"]
+__all__ = ["PIN_EMPTY_POLLS", "SegmentScan", "SnapshotScan", "key_checkpoint", "pin_position"]
 
 # An open shard counts as read to its end (then) after this many empty pages in a row.
 PIN_EMPTY_POLLS = 1
@@ -80,13 +86,18 @@ def pin_position(
 
 
 @dataclass
-class SnapshotScan:
-    """One model's snapshot, read under this process's segment leases."""
+class SegmentScan:
+    """A parallel scan of one model's items over the segments this process holds (leased
+    through a :class:`~streamodel.stream.leases.LeaseManager`, like shards), one page at a
+    time, remembering the last *handled* item per segment: the only thing checkpointed.
+
+    Shared by the snapshot of a worker group (:class:`SnapshotScan`) and migrations
+    (:mod:`streamodel.migrate`): the caller takes items with :meth:`next_item`, tells which
+    were handled with :meth:`mark_handled`, and writes :meth:`due_checkpoints`.
+    """
 
     engine: Engine
     model: type[BaseModel]
-    stream_arn: str
-    position: dict[str, Any]
     total: int
     leases: LeaseManager
     page_size: int | None = None
@@ -139,12 +150,9 @@ class SnapshotScan:
         """The segment's scan ended and all its items were handed out."""
         return self.next_start.get(sid) == SEGMENT_END and not self.buffers.get(sid)
 
-    def next_change(self) -> Change | None:
-        """The next scanned item of a held segment, or ``None`` when none is readable now.
-
-        Fetches at most one page per call. Raises ``UndecodableRecordError`` for an item
-        that does not fit the model (after the segment moved past it).
-        """
+    def next_item(self) -> tuple[str, dict[str, Wire]] | None:
+        """``(segment, raw item)``: the next scanned item of a held segment, or ``None`` when
+        none is readable now. Fetches at most one page per call."""
         leases = self.leases
         ready = [sid for sid in leases.held if leases.ready(sid)]
         # Empty pages (a filtered or sparse stretch) fetch on, a bounded number of times.
@@ -164,8 +172,7 @@ class SnapshotScan:
                 buffer = self.buffers[sid]
                 if not buffer:
                     continue
-            item = buffer.popleft()
-            return snapshot_change(self.model, item, segment=sid, read_at=self.read_at[sid])
+            return sid, buffer.popleft()
         return None
 
     def _fetch(self, sid: str) -> None:
@@ -213,6 +220,58 @@ class SnapshotScan:
             if value is not None:
                 due.append((sid, value))
         return due
+
+    def save_due_checkpoints(self, store: Any, who: str) -> None:
+        """Write every segment checkpoint that is due to ``store``, under this process's
+        lease: a segment whose lease was lost meanwhile is dropped, a failed write is left
+        due for the next time (its lease state is read again). ``who`` names the caller in
+        the log."""
+        for sid, value in self.due_checkpoints():
+            state = self.states[sid]
+            state.checkpoint = value
+            try:
+                store.save(state)
+            except ConditionFailedError:
+                logger.warning("%s: lease on %s lost before its checkpoint", who, sid)
+                self.drop(sid)
+            except TransportError as error:
+                logger.warning("%s: checkpoint of %s: %s", who, sid, error)
+                self.leases.refresh(sid)
+
+
+@dataclass(init=False)
+class SnapshotScan(SegmentScan):
+    """One model's snapshot, read under this process's segment leases: a
+    :class:`SegmentScan` whose items become snapshot changes."""
+
+    stream_arn: str = ""
+    position: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: type[BaseModel],
+        stream_arn: str,
+        position: dict[str, Any],
+        total: int,
+        leases: LeaseManager,
+        page_size: int | None = None,
+    ) -> None:
+        super().__init__(engine, model, total, leases, page_size)
+        self.stream_arn = stream_arn
+        self.position = position
+
+    def next_change(self) -> Change | None:
+        """The next scanned item of a held segment, or ``None`` when none is readable now.
+
+        Fetches at most one page per call. Raises ``UndecodableRecordError`` for an item
+        that does not fit the model (after the segment moved past it).
+        """
+        taken = self.next_item()
+        if taken is None:
+            return None
+        sid, item = taken
+        return snapshot_change(self.model, item, segment=sid, read_at=self.read_at[sid])
 
 
 def key_checkpoint(model: type[BaseModel], keys: Mapping[str, Wire]) -> str:

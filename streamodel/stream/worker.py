@@ -498,19 +498,7 @@ class Worker:
 
     def _checkpoint_segments(self, scans: list[SnapshotScan]) -> None:
         for scan in scans:
-            for sid, value in scan.due_checkpoints():
-                state = scan.states[sid]
-                state.checkpoint = value
-                try:
-                    self.store.save(state)
-                except ConditionFailedError:
-                    logger.warning(
-                        "worker %s: lease on %s lost before its checkpoint", self.group, sid
-                    )
-                    scan.drop(sid)
-                except TransportError as error:
-                    logger.warning("worker %s: checkpoint of %s: %s", self.group, sid, error)
-                    scan.leases.refresh(sid)
+            scan.save_due_checkpoints(self.store, f"worker {self.group}")
 
     def _finish_snapshot(self, scan: SnapshotScan) -> None:
         """Every segment is finished: the pinned position becomes the group's shard
