@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from streamodel import requests, writes
+from streamodel._diff import key_of
 from streamodel.exceptions import (
     BatchWriteError,
     InvalidConditionError,
@@ -44,9 +45,7 @@ class _Entry:
 
     def __init__(self, write: writes.Write) -> None:
         self.write, self.table = write, write.table
-        self.key: dict[str, Wire] = (
-            write.request["Key"] if write.kind == "delete" else _key_part(write)
-        )
+        self.key: dict[str, Wire] = key_of(write.obj)
         self.done = False
 
     def request(self) -> dict[str, Any]:
@@ -163,9 +162,3 @@ def _refuse_duplicates(entries: list[_Entry]) -> None:
                 f"{type(entry.write.obj).__name__} {entry.key} appears twice in one batch write"
             )
         seen.add(ident)
-
-
-def _key_part(write: writes.Write) -> dict[str, Wire]:
-    """The key attributes of a put's item."""
-    names = [c.dynamo_name for c in type(write.obj).Meta.keys]  # type: ignore[attr-defined]
-    return {name: write.request[name] for name in names}

@@ -150,9 +150,6 @@ class AttemptsExhausted(Exception):
 _CURRENT: ContextVar[Attempts | None] = ContextVar("streamodel_attempts", default=None)
 
 
-NO_RETRIES = RetryPolicy(attempts=1)
-
-
 class RetryingTransport:
     """Wraps any transport (botocore, lean, a fake) so every call runs under ``policy``."""
 
