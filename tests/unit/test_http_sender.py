@@ -465,10 +465,11 @@ def test_lean_transport_checks_crc32_over_the_socket(
 def test_threads_share_a_bounded_pool(
     serve: Callable[..., Server], client: Callable[..., ConnectionPool]
 ) -> None:
-    """Threads reuse each other's connections: 8 threads x 25 requests open at most 8, and
-    at most max_connections stay idle afterwards."""
+    """Threads reuse each other's connections: 8 threads x 25 requests open at most 8 when
+    the pool may keep 8 (with a smaller pool, connections given back to a full pool are
+    closed and later reopened: tests/integration/test_tls_local.py bounds that case)."""
     server = serve(lambda n: (OK, False))
-    sender = client(max_connections=3)
+    sender = client(max_connections=8)
     url = f"http://127.0.0.1:{server.port}/"
     start = threading.Barrier(8)
 
@@ -484,7 +485,7 @@ def test_threads_share_a_bounded_pool(
         thread.join()
     assert server.requests == 200
     assert sender.opened == server.connections <= 8
-    assert sender.idle(url) <= 3
+    assert sender.idle(url) == sender.opened
     opened = sender.opened
     for _ in range(50):  # one thread now: only kept connections are used
         sender(url, b"{}", {})
