@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from streamodel.columns import Column, GlobalSecondaryIndex, LocalSecondaryIndex
     from streamodel.engine import Engine
+    from streamodel.entities import Collection
     from streamodel.exceptions import (
         BatchWriteError,
         ConditionFailedError,
@@ -88,6 +89,7 @@ _WHERE = {
         ["Column", "GlobalSecondaryIndex", "LocalSecondaryIndex"], "streamodel.columns"
     ),
     "Engine": "streamodel.engine",
+    "Collection": "streamodel.entities",
     **dict.fromkeys(
         [
             "BatchWriteError",
@@ -142,6 +144,7 @@ __all__ = [  # noqa: RUF022  # plain sorted() order, which tests/unit/test_expor
     "BatchWriteError",
     "Binary",
     "Boolean",
+    "Collection",
     "Column",
     "ConditionFailedError",
     "DateTime",

@@ -31,7 +31,8 @@ from streamodel._wire import SIZE, wire_size
 from streamodel.actions import Action
 from streamodel.columns import Column
 from streamodel.conditions import NotExists
-from streamodel.types import Integer
+from streamodel.entities import shared
+from streamodel.types import Integer, String
 from streamodel.upgrades import SchemaVersions
 
 if TYPE_CHECKING:
@@ -78,6 +79,15 @@ class CompiledModel:
             self.schema_column = Column(Integer, name=self.versions.attribute)
             self.schema_column.name = f"Meta.schema_version_attribute {self.versions.attribute!r}"
             self.schema_column.model = model
+        # Entities of a shared table (see streamodel.entities) write their entity name with
+        # every new item, the same way: one more SET of a stand-in column.
+        self.entity_column: Column | None = None
+        self.entity_wire: dict[str, str] | None = None
+        if shared(model):
+            self.entity_wire = {"S": meta.entity}
+            self.entity_column = Column(String, name=meta.entity_attribute)
+            self.entity_column.name = f"Meta.entity_attribute {meta.entity_attribute!r}"
+            self.entity_column.model = model
         # The decode of an item as it is stored, with no version logic (``_diff`` runs it on
         # items at the model's version). ``fill_all`` and ``new_from`` are the read path's
         # first try: for a model at version 1 the same functions, stepping aside (False,
@@ -100,6 +110,10 @@ class CompiledModel:
         )
         if self.schema_column is not None:
             self.frame_bound += len(self.versions.attribute.encode("utf-8")) + 21
+        if self.entity_column is not None:
+            self.frame_bound += len(meta.entity_attribute.encode("utf-8")) + len(
+                meta.entity.encode("utf-8")
+            )
         self.encode = self._generate_encode()
         # The version check of a new object (conditions are never changed once built).
         self.version_absent = None if meta.version is None else NotExists(meta.version)

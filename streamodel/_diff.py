@@ -231,6 +231,11 @@ def plan_save(
         if snapshot is None or snapshot.get(schema.dynamo_name, schema_wire) != schema_wire:
             columns.append(schema)
             wires.append(schema_wire)
+    entity = cm.entity_column
+    if entity is not None and snapshot is None:
+        # A new object names its entity; a stored one was read as this entity already.
+        columns.append(entity)
+        wires.append(cm.entity_wire)
 
     if snapshot is not None:  # write only what differs (absent and known absent are alike)
         changed = [

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from streamodel import signals
 from streamodel.conditions import Path
-from streamodel.exceptions import InvalidModelError
+from streamodel.exceptions import InvalidConditionError, InvalidModelError
 from streamodel.types import DynamoType, resolve_type
 
 if TYPE_CHECKING:
     from streamodel.models import BaseModel
+    from streamodel.templates import KeyTemplate
 
 __all__ = ["Column", "GlobalSecondaryIndex", "Index", "LocalSecondaryIndex"]
 
@@ -29,6 +30,11 @@ class Column(Path):
 
     On a class, a column builds conditions (``Model.col == 3``); on an object, it reads and
     writes that object's value (``None`` when never set).
+
+    ``template="ORDER#{customer}#{id}"`` makes a string column (usually a key) composed from
+    other columns (see :mod:`streamodel.templates`): setting its parts sets it, and a part
+    that was not read is read back from it; ``Model.col.compose(**parts)`` gives the value
+    (or, with parts missing at the end, the prefix) for key conditions.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class Column(Path):
         version: bool = False,
         default: Any = None,
         name: str | None = None,
+        template: str | None = None,
     ) -> None:
         super().__init__(self)
         try:
@@ -56,6 +63,15 @@ class Column(Path):
         self._dynamo_name = name
         self.name: str = ""
         self.model: ModelClass | None = None
+        if template is not None and (not isinstance(template, str) or not template):
+            raise InvalidModelError(f"Column template must be a non-empty string, got {template!r}")
+        self.template = template
+        # Set when the model is declared (streamodel.templates): this column's parsed
+        # template, the templated columns built from this one, and those it can be read
+        # back from.
+        self.key_template: KeyTemplate | None = None
+        self.composes: list[Column] = []
+        self.read_back_from: list[Column] = []
 
     @property
     def type(self) -> DynamoType[Any]:
@@ -84,6 +100,7 @@ class Column(Path):
             version=self.version,
             default=self.default,
             name=self._dynamo_name,
+            template=self.template,
         )
         column.name = self.name
         column.model = model
@@ -102,12 +119,53 @@ class Column(Path):
     def __get__(self, obj: Any, owner: object = None) -> Any:
         if obj is None:
             return self
-        return obj._sm_values.get(self.name)
+        value = obj._sm_values.get(self.name)
+        if value is None and self.read_back_from:
+            for column in self.read_back_from:  # a part that was not read: from its key
+                assert column.key_template is not None
+                parts = column.key_template.parse(obj._sm_values.get(column.name))
+                if parts is not None:
+                    return parts[self.name]
+        return value
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj._sm_values[self.name] = value
         obj._sm_touched.add(self.name)
         signals.object_modified.send(type(obj), obj=obj, column=self, value=value)
+        for column in self.composes:
+            # The other parts as the object knows them (read back from the key when they
+            # were not read); a part set to None clears the column (a sparse index entry).
+            template = column.key_template
+            assert template is not None
+            parts = {p.name: value if p is self else p.__get__(obj) for p in template.parts}
+            composed = template.compose(parts)
+            if composed != obj._sm_values.get(column.name):
+                column.__set__(obj, composed)
+
+    def compose(self, **parts: Any) -> str:
+        """This templated column's value from ``parts`` (column name -> value); with the
+        last parts left out, the text up to the first missing one, for ``begins_with``:
+        ``Order.sk.begins_with(Order.sk.compose())``."""
+        template = self.key_template
+        if template is None:
+            raise InvalidConditionError(f"{self.model_name}.{self.name} has no template")
+        unknown = sorted(set(parts) - {p.name for p in template.parts})
+        if unknown:
+            raise InvalidConditionError(
+                f"{self.model_name}.{self.name}.compose(): {unknown} not in its template "
+                f"{template.text!r}"
+            )
+        names = [p.name for p in template.parts]
+        given = [n in parts and parts[n] is not None for n in names]
+        if any(given[i + 1] and not given[i] for i in range(len(given) - 1)):
+            got = [n for n, g in zip(names, given, strict=True) if g]
+            raise InvalidConditionError(
+                f"{self.model_name}.{self.name}.compose(): give the parts of {template.text!r} "
+                f"in order, from the first; got {got}"
+            )
+        text = template.compose(parts, prefix=True)
+        assert text is not None
+        return text
 
     def __delete__(self, obj: Any) -> None:
         self.__set__(obj, None)

@@ -11,6 +11,7 @@ from streamodel import requests, signals, steps, writes
 from streamodel._diff import fill, key_of, meta_of
 from streamodel.columns import Index
 from streamodel.conditions import Condition, Path
+from streamodel.entities import Collection, is_entity_item, table_shape
 from streamodel.exceptions import (
     ConditionFailedError,
     InvalidConditionError,
@@ -138,7 +139,10 @@ class Engine:
 
         ``bind(Model)`` binds one model; ``bind(base=Base)`` every concrete subclass of
         ``Base``. A missing stream or TTL setting is enabled; a real difference in keys or
-        indexes raises :class:`TableMismatchError`.
+        indexes raises :class:`TableMismatchError`. The table of several entities is made
+        for all of them: their keys must agree (:class:`InvalidModelError` otherwise), and
+        it gets the indexes of every one (same-named indexes must agree: one index serving
+        several entities).
         """
         if (model is None) == (base is None):
             raise ValueError("bind() takes a model or base=, not both or neither")
@@ -154,7 +158,7 @@ class Engine:
 
     def _bind_one(self, model: type[BaseModel]) -> None:
         name = self.table_name(model)
-        table = steps.run(self.transport, bind_steps(meta_of(model), name))
+        table = steps.run(self.transport, bind_steps(table_shape(model), name))
         self._tables[model] = {"name": name, "stream_arn": table.get("LatestStreamArn")}
         signals.model_bound.send(model, engine=self, model=model)
 
@@ -332,16 +336,18 @@ class Engine:
             wanted.setdefault(ident, []).append(obj)
             if table not in key_names:
                 key_names[table] = [c.dynamo_name for c in meta_of(model).keys]
-        found: set[tuple[str, Any]] = set()
+        found: set[int] = set()
         loaded = signals.object_loaded
         for table, item in self._fetch(by_table, consistent):
             ident = (table, _key_ident({name: item[name] for name in key_names[table]}))
             for obj in wanted.get(ident, []):
+                if not is_entity_item(type(obj), item):
+                    continue  # another entity's item under this key: not this object's
                 fill(obj, item)
                 if loaded.receivers:  # no receivers: no call, no keyword arguments
                     loaded.send(type(obj), engine=self, obj=obj)
-            found.add(ident)
-        missing = [obj for ident, group in wanted.items() if ident not in found for obj in group]
+                found.add(id(obj))
+        missing = [obj for group in wanted.values() for obj in group if id(obj) not in found]
         if missing:
             raise MissingObjectsError(f"{len(missing)} object(s) not found", objects=missing)
 
@@ -389,11 +395,12 @@ class Engine:
                     yield table, item
             remaining = response.get("UnprocessedKeys") or {}
 
-    def query(self, model_or_index: type[BaseModel] | Index, **options: Any) -> Search:
-        """A query on a table or index: ``engine.query(Model.index).key(Model.col == x)``."""
+    def query(self, model_or_index: type[BaseModel] | Index | Collection, **options: Any) -> Search:
+        """A query on a table or index: ``engine.query(Model.index).key(Model.col == x)``;
+        ``engine.query(Collection(A, B)).key(A.pk == x)`` reads several entities at once."""
         return Search(self, model_or_index, "query", **options)
 
-    def scan(self, model_or_index: type[BaseModel] | Index, **options: Any) -> Search:
+    def scan(self, model_or_index: type[BaseModel] | Index | Collection, **options: Any) -> Search:
         """A scan of a table or index, optionally filtered: ``engine.scan(Model).filter(...)``."""
         return Search(self, model_or_index, "scan", **options)
 
@@ -413,8 +420,9 @@ class Engine:
         yield tx
         tx.commit()
 
-    def stream(self, model: type[BaseModel], position: Any) -> Stream:
-        """A reader of ``model``'s change stream from ``position`` (:mod:`streamodel.stream`)."""
+    def stream(self, model: type[BaseModel] | Collection, position: Any) -> Stream:
+        """A reader of ``model``'s change stream from ``position`` (:mod:`streamodel.stream`);
+        of a :class:`~streamodel.Collection`, the changes of all its entities."""
         from streamodel.stream import Stream
 
         return Stream(self, model, position)

@@ -151,18 +151,25 @@ class SchemaVersionError(UndecodableItemError):
 class UndecodableRecordError(StreamodelError):
     """A stream record could not be turned into the model (another writer, another schema).
 
-    ``.record`` is the raw record, ``.shard_id`` and ``.sequence_number`` where it is. The
-    reader's position is already past it, so reading can go on; the worker hands such
-    records to its dead-letter destination.
+    ``.record`` is the raw record, ``.shard_id`` and ``.sequence_number`` where it is,
+    ``.model`` the model it was read as. The reader's position is already past it, so
+    reading can go on; the worker hands such records to its dead-letter destination.
     """
 
     def __init__(
-        self, message: str, *, record: Mapping[str, Any], shard_id: str, sequence_number: str
+        self,
+        message: str,
+        *,
+        record: Mapping[str, Any],
+        shard_id: str,
+        sequence_number: str,
+        model: type | None = None,
     ) -> None:
         super().__init__(message)
         self.record = dict(record)
         self.shard_id = shard_id
         self.sequence_number = sequence_number
+        self.model = model
 
 
 class MigrationError(StreamodelError):

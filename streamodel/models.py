@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from streamodel import entities
 from streamodel.columns import Column, Index, LocalSecondaryIndex
 from streamodel.exceptions import InvalidModelError
 from streamodel.schema import build_schema
+from streamodel.templates import KeyTemplate
 from streamodel.types import Integer, Number, Timestamp, Wire
 
 __all__ = ["BaseModel", "new_base"]
@@ -34,6 +36,8 @@ _META_OPTIONS = (
     "schema_version",
     "upgrades",
     "schema_version_attribute",
+    "entity",
+    "entity_attribute",
 )
 # Where an item's schema version is stored unless Meta.schema_version_attribute says otherwise
 # (see docs/schema.md): short, and out of the way of ordinary column names.
@@ -47,6 +51,8 @@ class BaseModel:
         abstract = True
 
     Schema: ClassVar[Any]
+    # The entities declared under this base, by table (see streamodel.entities).
+    _sm_entities: ClassVar[entities.Scope] = {}
 
     # Per-instance state: current values, the snapshot of what is known to be stored
     # (``None`` for an object not known to be stored) and the columns set since then.
@@ -100,7 +106,8 @@ def new_instance(model: type[BaseModel]) -> BaseModel:
 def new_base() -> type[BaseModel]:
     """A fresh abstract base class; ``engine.bind(base=Base)`` binds all its concrete models."""
     meta = type("Meta", (), {"abstract": True})
-    return type("Base", (BaseModel,), {"Meta": meta, "__module__": __name__})
+    namespace = {"Meta": meta, "__module__": __name__, entities.SCOPE_ATTRIBUTE: {}}
+    return type("Base", (BaseModel,), namespace)
 
 
 def _declared_meta(cls: type) -> type:
@@ -205,6 +212,8 @@ def _setup_model(cls: type[BaseModel]) -> None:
                 f"bytes; {type(column.type).__name__} is stored as {column.type.backing_type}"
             )
 
+    _resolve_templates(ordered, columns)
+
     hash_key = hash_keys[0] if hash_keys else None
     range_key = range_keys[0] if range_keys else None
 
@@ -233,6 +242,12 @@ def _setup_model(cls: type[BaseModel]) -> None:
     if not isinstance(table_name, str) or not table_name:
         raise InvalidModelError(f"{name}.Meta.table_name must be a non-empty string")
     schema_version, upgrades, schema_attribute = _schema_options(cls, meta, columns)
+    entity, entity_attribute, entity_declared = entities.entity_meta_options(cls, meta, columns)
+    if entity_attribute == schema_attribute:
+        raise InvalidModelError(
+            f"{name}.Meta: entity_attribute and schema_version_attribute are both "
+            f"{entity_attribute!r}; they must differ"
+        )
 
     meta.abstract = abstract
     meta.model = cls
@@ -255,7 +270,26 @@ def _setup_model(cls: type[BaseModel]) -> None:
     meta.schema_version = schema_version
     meta.upgrades = upgrades
     meta.schema_version_attribute = schema_attribute
+    meta.entity = entity
+    meta.entity_attribute = entity_attribute
+    meta.entity_declared = entity_declared
     cls.Schema = build_schema(cls, ordered)
+    if not abstract:
+        entities.register(cls)
+
+
+def _resolve_templates(ordered: list[Column], columns: dict[str, Column]) -> None:
+    """Parse each ``Column(template=...)`` and link it with the columns it is made of."""
+    for column in ordered:
+        column.key_template = None
+        column.composes = []
+        column.read_back_from = []
+    for column in ordered:
+        if column.template is not None:
+            column.key_template = KeyTemplate(column, column.template, columns)
+            for part in column.key_template.parts:
+                part.composes.append(column)
+                part.read_back_from.append(column)
 
 
 def _schema_options(

@@ -42,6 +42,9 @@ def build_schema(model: type[BaseModel], columns: Iterable[Column]) -> type[Mode
     attrs: dict[str, Any] = {column.name: column.type for column in columns}
     attrs["model"] = model
     attrs["__module__"] = model.__module__
+    # Not in marshmallow's global class registry, which would keep every model ever declared
+    # (a test's too) alive, and with it its place among a table's entities.
+    attrs["Meta"] = type("Meta", (), {"register": False})
     return type(f"{model.__name__}Schema", (ModelSchema,), attrs)
 
 

@@ -9,9 +9,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamodel import requests, signals
+from streamodel._compiled import compiled
 from streamodel._diff import fill, load_new, meta_of
 from streamodel.columns import Column, Index
-from streamodel.conditions import And, BeginsWith, Between, Comparison, Condition, Path, Value
+from streamodel.conditions import (
+    And,
+    BeginsWith,
+    Between,
+    Comparison,
+    Condition,
+    Path,
+    Value,
+    all_of,
+)
+from streamodel.entities import Collection
 from streamodel.exceptions import InvalidConditionError, InvalidPositionError, StreamodelError
 from streamodel.models import BaseModel, new_instance
 from streamodel.types import Wire
@@ -35,12 +46,17 @@ class Search:
     ``key``, ``filter``, ``projection`` (``"all"``, ``"keys"``, or column names),
     ``consistent``, ``forward``, ``limit`` (items in all), ``page_size`` (items per call),
     and for scans ``segment``/``total_segments``.
+
+    In a table shared by several entities (see :mod:`streamodel.entities`) a search of a
+    model reads only its entity's items; a search of a :class:`~streamodel.Collection`
+    reads the items of all its entities, each as an object of its own model, and skips (and
+    counts in ``results.skipped``) items of entities it does not hold.
     """
 
     def __init__(
         self,
         engine: Engine,
-        model_or_index: type[BaseModel] | Index,
+        model_or_index: type[BaseModel] | Index | Collection,
         mode: Literal["query", "scan"],
         *,
         key: Condition | None = None,
@@ -55,15 +71,23 @@ class Search:
         start: Token | None = None,
         parallel: int | None = None,
     ) -> None:
-        if isinstance(model_or_index, Index):
+        self.collection: Collection | None = None
+        self.model: type[BaseModel]
+        self.index: Index | None
+        if isinstance(model_or_index, Collection):
+            self.collection = model_or_index
+            self.model, self.index = model_or_index.models[0], None
+        elif isinstance(model_or_index, Index):
             if model_or_index.model is None:
                 raise InvalidConditionError(f"{model_or_index!r} is not declared on a model")
-            self.model: type[BaseModel] = model_or_index.model
-            self.index: Index | None = model_or_index
+            self.model = model_or_index.model
+            self.index = model_or_index
         elif isinstance(model_or_index, type) and issubclass(model_or_index, BaseModel):
             self.model, self.index = model_or_index, None
         else:
-            raise TypeError(f"{mode}() takes a model class or an index, got {model_or_index!r}")
+            raise TypeError(
+                f"{mode}() takes a model class, an index or a Collection, got {model_or_index!r}"
+            )
         self.engine = engine
         self.mode = mode
         self._key: Condition | None = None
@@ -176,7 +200,22 @@ class Search:
         return self.index.range_key if self.index is not None else meta_of(self.model).range_key
 
     def _where(self) -> str:
+        if self.collection is not None:
+            return repr(self.collection)
         return f"{self.model.__name__}.{self.index.name}" if self.index else self.model.__name__
+
+    def _is_key(self, column: Column | None, key: Column | None) -> bool:
+        """Whether ``column`` is the key ``key``: for a collection, any member's column
+        stored under the key's name (``Collection(A, B)`` takes ``A.pk`` or ``B.pk``)."""
+        if column is None or key is None:
+            return False
+        if column is key:
+            return True
+        return (
+            self.collection is not None
+            and column.model in self.collection.models
+            and column.dynamo_name == key.dynamo_name
+        )
 
     def _set_key(self, condition: Condition) -> None:
         if self.mode != "query":
@@ -189,13 +228,13 @@ class Search:
         ranges = 0
         for part in parts:
             column = _key_column(part)
-            if column is hash_key and isinstance(part, Comparison) and part.op == "=":
+            if self._is_key(column, hash_key) and isinstance(part, Comparison) and part.op == "=":
                 if has_hash:
                     raise InvalidConditionError(f"{self._where()}: hash key given twice")
                 has_hash = True
-            elif range_key is not None and column is range_key and _range_condition(part):
+            elif self._is_key(column, range_key) and _range_condition(part):
                 ranges += 1
-            elif column is hash_key:
+            elif self._is_key(column, hash_key):
                 raise InvalidConditionError(
                     f"{self._where()}: the hash key {self._hash_key.name!r} only takes == in a key "
                     "condition"
@@ -229,6 +268,11 @@ class Search:
 
     def _set_projection(self, projection: Projection) -> None:
         meta = meta_of(self.model)
+        if self.collection is not None and projection not in ("all", "count"):
+            raise InvalidConditionError(
+                f"{self._where()}: a collection reads whole items ('all') or counts them "
+                f"('count'); got projection {projection!r}"
+            )
         if isinstance(projection, str):
             if projection not in ("all", "keys", "count"):
                 raise InvalidConditionError(
@@ -315,7 +359,7 @@ class Search:
             self.engine.table_name(self.model),
             index=self.index.dynamo_name if self.index is not None else None,
             key=self._key,
-            filter=self._filter,
+            filter=all_of(self._filter, self._entity_filter()),
             count=count or self._projection == "count",
             projection=projection,
             consistent=self._consistent,
@@ -324,6 +368,17 @@ class Search:
             segments=self._segments,
             start=self._start,
         )
+
+    def _entity_filter(self) -> Condition | None:
+        """In a shared table: only the items of this search's entities."""
+        if self.collection is None:
+            column = compiled(self.model).entity_column
+            return None if column is None else column == meta_of(self.model).entity
+        if not self.collection.shared:
+            return None
+        column = next(c for m in self.collection.models if (c := compiled(m).entity_column))
+        names = list(self.collection.by_entity)
+        return column == names[0] if len(names) == 1 else column.in_(*names)
 
     def pages(self, *, count: bool = False) -> Iterator[dict[str, Any]]:
         """Every response page, following ``LastEvaluatedKey``; one page in memory at once."""
@@ -389,6 +444,8 @@ class Results(Iterator[Any]):
         self._position: dict[str, Wire] | None = search._start
         self._last_item: Mapping[str, Wire] | None = None  # the position, when set
         self._done = False
+        self.skipped = 0
+        """Items of a collection's table that named no entity of the collection."""
 
     def __iter__(self) -> Results:
         return self
@@ -422,11 +479,21 @@ class Results(Iterator[Any]):
         if remaining is not None and remaining <= 0:
             self._done = True
             return
+        collection = search.collection
         for page in pages:
             items = page.get("Items", [])
             last = page.get("LastEvaluatedKey")
             for i, item in enumerate(items):
-                if columns is None:
+                if collection is not None:
+                    model = collection.route(item)
+                    if model is None:  # the filter keeps these out; an item written since
+                        collection.unknown(item, f"query of {collection!r}")
+                        self.skipped += 1
+                        if i == len(items) - 1:
+                            self._position, self._done, self._last_item = last, not last, None
+                        continue
+                    obj = load_new(model, item)
+                elif columns is None:
                     obj = load_new(search.model, item)  # the model's compiled load
                 else:
                     obj = new_instance(search.model)
@@ -439,7 +506,7 @@ class Results(Iterator[Any]):
                 else:
                     self._last_item = item
                 if loaded.receivers:  # no receivers: no call, no keyword arguments
-                    loaded.send(search.model, engine=search.engine, obj=obj)
+                    loaded.send(type(obj), engine=search.engine, obj=obj)
                 if remaining is not None:
                     remaining -= 1
                     if remaining == 0:

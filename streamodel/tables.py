@@ -42,10 +42,15 @@ def _key_schema(hash_key: Column | None, range_key: Column | None) -> list[dict[
 
 
 def _projection(index: Index, meta: Any) -> dict[str, Any]:
-    if isinstance(index.projection, str):
+    # A shared table's indexes carry the entity attribute, which reads filter on.
+    entity = getattr(meta, "entity_projection", None)
+    if index.projection == "all" or (index.projection == "keys" and entity is None):
         return {"ProjectionType": _PROJECTION_TYPES[index.projection]}
     keys = {c.dynamo_name for c in [*meta.keys, index.hash_key, index.range_key] if c}
-    extra = [c.dynamo_name for c in index.included if c.dynamo_name not in keys]
+    included = [] if isinstance(index.projection, str) else index.included
+    extra = [c.dynamo_name for c in included if c.dynamo_name not in keys]
+    if entity is not None:
+        extra.append(entity)
     if not extra:
         return {"ProjectionType": "KEYS_ONLY"}
     return {"ProjectionType": "INCLUDE", "NonKeyAttributes": extra}
@@ -170,8 +175,9 @@ def check_table(meta: Any, expected: dict[str, Any], table: dict[str, Any]) -> N
     problems = mismatches(meta, expected, table)
     if problems:
         raise TableMismatchError(
-            f"table {expected['TableName']!r} does not match model "
-            f"{meta.model.__name__}: " + "; ".join(problems)
+            f"table {expected['TableName']!r} does not match "
+            f"{getattr(meta, 'describe', None) or 'model ' + meta.model.__name__}: "
+            + "; ".join(problems)
         )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from streamodel import requests, signals, writes
 from streamodel._diff import fill, is_stored, key_of, meta_of
 from streamodel.conditions import Condition, Path
+from streamodel.entities import is_entity_item
 from streamodel.exceptions import (
     InvalidConditionError,
     MissingObjectsError,
@@ -169,7 +170,7 @@ class ReadTransaction(_Transaction):
         missing = []
         for obj, result in zip(self._objs, response.get("Responses", []), strict=False):
             item = result.get("Item")
-            if item is None:
+            if item is None or not is_entity_item(type(obj), item):
                 missing.append(obj)
                 continue
             fill(obj, item)

@@ -238,9 +238,12 @@ def put(table: str, obj: BaseModel) -> Write:
             item[column.dynamo_name] = wire
         if wire != old:
             diff[column.name] = (column.type.dynamo_load(old), checked[column.name])
-    versions = compiled(type(obj)).versions
+    cm = compiled(type(obj))
+    versions = cm.versions
     if versions.writes:  # a whole item at the model's schema version
         item[versions.attribute] = versions.current_wire
+    if cm.entity_wire is not None:
+        item[meta.entity_attribute] = cm.entity_wire
     size = wire_size(item)
     if size > MAX_ITEM_BYTES:
         raise ValidationError(

@@ -4,9 +4,11 @@ event source mapping.
 ``worker.lambda_handler`` (or :func:`lambda_handler`) is a function ``(event, context)`` to use
 as the Lambda handler. For each record of the event it:
 
-1. finds the subscribed model(s) by table: the table name in ``eventSourceARN``
+1. finds the subscribed model by table: the table name in ``eventSourceARN``
    (``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL``) is compared with
-   ``worker.engine.table_name(model)``;
+   ``worker.engine.table_name(model)``; in a table of several entities, the record's image
+   names its entity (:mod:`streamodel.entities`), and a record of an entity nobody
+   subscribed to is passed over, as the self-hosted worker does;
 2. turns Lambda's JSON (binary values as base64 text, the creation time as epoch seconds) into
    the shape botocore gives the self-hosted reader (:func:`botocore_record`, which copies
    nothing that needs no conversion) and decodes it with
@@ -69,6 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamodel import signals
 from streamodel.columns import Column
+from streamodel.entities import Collection
 from streamodel.exceptions import (
     InvalidModelError,
     MissingObjectsError,
@@ -78,7 +81,12 @@ from streamodel.exceptions import (
 from streamodel.models import BaseModel
 from streamodel.stream.checkpoints import raw_record_json, state_model
 from streamodel.stream.dispatch import DeadLetterInfo, Dispatcher
-from streamodel.stream.records import Change, UndecodableRecordError, decode_record
+from streamodel.stream.records import (
+    Change,
+    UndecodableRecordError,
+    decode_record,
+    record_image,
+)
 from streamodel.stream.shards import pad_sequence, parse_sequence
 from streamodel.stream.worker import Worker
 from streamodel.transport.json_shape import datetime_from_json, item_from_json
@@ -242,8 +250,10 @@ class LambdaHandler:
         self.AppliedChange, self.RecordAttempts = _tracking_models(worker.state_table)
         self._ready = False
         # eventSourceARN -> the subscribed models of its table, for this subscriptions_version.
-        self._routes: dict[str, list[type[BaseModel]]] = {}
+        self._routes: dict[str, Collection] = {}
         self._routes_version = -1
+        self.skipped = 0
+        """Records of no known entity passed over (see :mod:`streamodel.entities`)."""
 
     @property
     def engine(self) -> Engine:
@@ -259,25 +269,31 @@ class LambdaHandler:
         # Route every record first: a table no subscription reads is a deployment error,
         # reported before anything of the batch is handled.
         routed = [(record, self.models_for(record)) for record in records]
-        for index, (record, models) in enumerate(routed):
+        for index, (record, source) in enumerate(routed):
             sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
             if index and self._out_of_time(context):
                 logger.warning(
                     "lambda: stopping before %s, the invocation is running out", sequence
                 )
                 return _failed_at(sequence)
-            for model in models:
-                try:
-                    done = self._handle(model, record)
-                except Exception:
-                    logger.exception("lambda: record %s of %s failed", sequence, model.__name__)
-                    done = False
-                if not done:
-                    return _failed_at(sequence)
+            # One table, one stream: each record goes to the entity its image names.
+            model = source.route(record_image(record))
+            if model is None:
+                if source.unknown(record_image(record), "lambda"):
+                    self.skipped += 1
+                continue
+            try:
+                done = self._handle(model, record)
+            except Exception:
+                logger.exception("lambda: record %s of %s failed", sequence, model.__name__)
+                done = False
+            if not done:
+                return _failed_at(sequence)
         return {"batchItemFailures": []}
 
-    def models_for(self, record: Mapping[str, Any]) -> list[type[BaseModel]]:
-        """The subscribed models whose table the record comes from (by ``eventSourceARN``).
+    def models_for(self, record: Mapping[str, Any]) -> Collection:
+        """The subscribed models of the table the record comes from (by
+        ``eventSourceARN``), as a collection that routes its records by entity.
 
         Worked out once per source ARN, and again after the worker's subscriptions changed.
         """
@@ -286,8 +302,8 @@ class LambdaHandler:
         if self._routes_version != dispatcher.version:
             self._routes.clear()
             self._routes_version = dispatcher.version
-        models = self._routes.get(arn)
-        if models is None:
+        source = self._routes.get(arn)
+        if source is None:
             table = table_name_from_arn(arn)
             models = [m for m in dispatcher.models if self.engine.table_name(m) == table]
             if not models:
@@ -295,8 +311,8 @@ class LambdaHandler:
                     f"no subscription of worker {self.worker.group!r} reads table {table!r} "
                     f"(subscribed: {[self.engine.table_name(m) for m in dispatcher.models]})"
                 )
-            self._routes[arn] = models
-        return models
+            source = self._routes[arn] = Collection(*models)
+        return source
 
     # -- one record --------------------------------------------------------------------------
     def _handle(self, model: type[BaseModel], record: Mapping[str, Any]) -> bool:

@@ -1,4 +1,4 @@
-"""One model's stream, read under this process's leases.
+"""One table's stream, read under this process's leases.
 
 :class:`LeasedStream` joins a :class:`~streamodel.stream.reader.Stream` and a
 :class:`~streamodel.stream.leases.LeaseManager`: after each lease round it points the stream
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamodel.models import BaseModel
+from streamodel.entities import Collection
 from streamodel.stream.checkpoints import SHARD_END, next_checkpoint, position_of
 from streamodel.stream.leases import LeaseManager
 from streamodel.stream.reader import Stream
@@ -28,9 +28,10 @@ CAUGHT_UP_EMPTY_POLLS = 2
 
 @dataclass
 class LeasedStream:
-    """One subscribed model's stream, its leases and what was handled since the checkpoint."""
+    """One table's stream (for the subscribed entities of it), its leases and what was
+    handled since the checkpoint."""
 
-    model: type[BaseModel]
+    collection: Collection
     stream_arn: str
     stream: Stream
     leases: LeaseManager
@@ -39,6 +40,10 @@ class LeasedStream:
     handled: dict[str, str] = field(default_factory=dict)
     # How many of each shard's handled records were already added to its lease item.
     published: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Records of entities nobody here subscribed to are handled by being passed over.
+        self.stream.on_skip = lambda raw: self.mark_handled(raw.shard_id, raw.sequence_number)
 
     @property
     def states(self) -> dict[str, Any]:

@@ -1,14 +1,22 @@
-"""``engine.stream(Model, position)``: a model's change stream as :class:`Change` objects."""
+"""``engine.stream(Model, position)``: a model's change stream as :class:`Change` objects.
+
+A table has one stream whatever entities it holds (:mod:`streamodel.entities`): a reader of
+a model or of a :class:`~streamodel.entities.Collection` reads the table's stream once and
+turns each record into a change of the entity its image names, skipping the records of
+entities it does not read.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streamodel import signals
+from streamodel.entities import Collection
 from streamodel.models import BaseModel
-from streamodel.stream.coordinator import Coordinator, GapCallback, Position
-from streamodel.stream.records import Change, decode_record
+from streamodel.stream.coordinator import Coordinator, GapCallback, Position, RawRecord
+from streamodel.stream.records import Change, decode_record, record_image
 from streamodel.stream.shards import ShardPosition
 
 if TYPE_CHECKING:
@@ -20,7 +28,8 @@ logger = logging.getLogger("streamodel.stream")
 
 
 class Stream:
-    """Reads one model's change stream, parents before children, in order per item.
+    """Reads one model's (or one collection's) change stream, parents before children, in
+    order per item.
 
     ``next(stream)`` returns the next :class:`Change`, or ``None`` when caught up right now
     (it never blocks for long). ``stream.token`` is a JSON-safe position made of sequence
@@ -29,34 +38,52 @@ class Stream:
     expire after 15 minutes) stay fresh. A record that does not fit the model raises
     :class:`~streamodel.stream.records.UndecodableRecordError`, after the position moved past
     it, so the caller sees it and can go on.
+
+    In a table shared by several entities, records of entities this reader does not read
+    are passed over (``on_skip(raw)`` is told of each, so a checkpointing caller can move
+    past them); those naming no known entity at all are also counted in ``skipped`` and
+    logged once per name.
     """
 
     def __init__(
         self,
         engine: Engine,
-        model: type[BaseModel],
+        source: type[BaseModel] | Collection,
         position: Position,
         *,
         limit: int = 1000,
         on_gap: GapCallback | None = None,
+        on_skip: Callable[[RawRecord], Any] | None = None,
     ) -> None:
         self.engine = engine
-        self.model = model
+        self.collection = Collection.of(source)
+        self.model = self.collection.models[0]
+        self.on_skip = on_skip
+        self.skipped = 0
         self.coordinator = Coordinator(
-            engine.transport, engine.stream_arn(model), position, limit=limit, on_gap=on_gap
+            engine.transport, engine.stream_arn(self.model), position, limit=limit, on_gap=on_gap
         )
 
     def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> Change | None:
-        raw = self.coordinator.next_record()
-        if raw is None:
-            return None
+        collection = self.collection
+        while True:
+            raw = self.coordinator.next_record()
+            if raw is None:
+                return None
+            model = collection.route(record_image(raw.record))
+            if model is not None:
+                break
+            if collection.unknown(record_image(raw.record), f"stream of {collection!r}"):
+                self.skipped += 1
+            if self.on_skip is not None:
+                self.on_skip(raw)
         change = decode_record(
-            self.model, raw.record, shard_id=raw.shard_id, sequence_number=raw.sequence_number
+            model, raw.record, shard_id=raw.shard_id, sequence_number=raw.sequence_number
         )
-        signals.change_received.send(self.model, change=change)
+        signals.change_received.send(model, change=change)
         return change
 
     @property

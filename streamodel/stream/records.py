@@ -21,7 +21,14 @@ from streamodel.transport.json_shape import datetime_from_json
 from streamodel.types import Wire
 from streamodel.upgrades import as_current
 
-__all__ = ["EVENTS", "Change", "UndecodableRecordError", "decode_record", "is_ttl_delete"]
+__all__ = [
+    "EVENTS",
+    "Change",
+    "UndecodableRecordError",
+    "decode_record",
+    "is_ttl_delete",
+    "record_image",
+]
 
 Event = Literal["insert", "modify", "remove"]
 EVENTS: tuple[Event, ...] = ("insert", "modify", "remove")
@@ -72,6 +79,13 @@ def is_ttl_delete(record: Mapping[str, Any]) -> bool:
     kind = identity.get("Type", identity.get("type"))
     principal = identity.get("PrincipalId", identity.get("principalId"))
     return bool(kind == "Service" and principal == TTL_PRINCIPAL)
+
+
+def record_image(record: Mapping[str, Any]) -> Mapping[str, Wire] | None:
+    """The image that tells a record's entity: the new one, else the old one (a remove)."""
+    data = record.get("dynamodb") or {}
+    image: Mapping[str, Wire] | None = data.get("NewImage") or data.get("OldImage")
+    return image
 
 
 def _image(model: type[BaseModel], image: Mapping[str, Wire] | None) -> Any:
@@ -137,4 +151,5 @@ def decode_record(
             record=record,
             shard_id=shard_id,
             sequence_number=sequence_number,
+            model=model,
         ) from error

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streamodel._diff import meta_of
+from streamodel.entities import Collection
 from streamodel.exceptions import ConditionFailedError, TransportError
 from streamodel.models import BaseModel
 from streamodel.search import encode_token
@@ -87,9 +88,10 @@ def pin_position(
 
 @dataclass
 class SegmentScan:
-    """A parallel scan of one model's items over the segments this process holds (leased
-    through a :class:`~streamodel.stream.leases.LeaseManager`, like shards), one page at a
-    time, remembering the last *handled* item per segment: the only thing checkpointed.
+    """A parallel scan of one model's (or collection's) items over the segments this
+    process holds (leased through a :class:`~streamodel.stream.leases.LeaseManager`, like
+    shards), one page at a time, remembering the last *handled* item per segment: the only
+    thing checkpointed.
 
     Shared by the snapshot of a worker group (:class:`SnapshotScan`) and migrations
     (:mod:`streamodel.migrate`): the caller takes items with :meth:`next_item`, tells which
@@ -97,7 +99,7 @@ class SegmentScan:
     """
 
     engine: Engine
-    model: type[BaseModel]
+    source: type[BaseModel] | Collection
     total: int
     leases: LeaseManager
     page_size: int | None = None
@@ -181,7 +183,7 @@ class SegmentScan:
             stored = self.handled.get(sid) or self.states[sid].checkpoint
             start = resume_key(stored)
         search = (
-            self.engine.scan(self.model)
+            self.engine.scan(self.source)
             .consistent()
             .segment(segment_index(sid), self.total)
             .move_to(encode_token(start) if start else None)
@@ -198,7 +200,7 @@ class SegmentScan:
     def mark_handled(self, sid: str, keys: Mapping[str, Wire]) -> None:
         """Every handler took the item with these key attributes (or it was dead-lettered):
         its segment may be checkpointed after it."""
-        self.handled[sid] = key_checkpoint(self.model, keys)
+        self.handled[sid] = key_checkpoint(self.source, keys)
         state = self.states.get(sid)
         if state is not None:
             state.records = (state.records or 0) + 1
@@ -241,8 +243,9 @@ class SegmentScan:
 
 @dataclass(init=False)
 class SnapshotScan(SegmentScan):
-    """One model's snapshot, read under this process's segment leases: a
-    :class:`SegmentScan` whose items become snapshot changes."""
+    """One table's snapshot for the subscribed entities of a worker, read under this
+    process's segment leases: a :class:`SegmentScan` whose items become snapshot changes,
+    each of the entity its item names."""
 
     stream_arn: str = ""
     position: dict[str, Any] = field(default_factory=dict)
@@ -250,14 +253,16 @@ class SnapshotScan(SegmentScan):
     def __init__(
         self,
         engine: Engine,
-        model: type[BaseModel],
+        source: Collection,
         stream_arn: str,
         position: dict[str, Any],
         total: int,
         leases: LeaseManager,
         page_size: int | None = None,
     ) -> None:
-        super().__init__(engine, model, total, leases, page_size)
+        super().__init__(engine, source, total, leases, page_size)
+        self.collection = source
+        self.skipped = 0  # items naming no entity the table knows
         self.stream_arn = stream_arn
         self.position = position
 
@@ -265,16 +270,27 @@ class SnapshotScan(SegmentScan):
         """The next scanned item of a held segment, or ``None`` when none is readable now.
 
         Fetches at most one page per call. Raises ``UndecodableRecordError`` for an item
-        that does not fit the model (after the segment moved past it).
+        that does not fit the model (after the segment moved past it). An item of an entity
+        the collection does not read (written since the scan's filter, or of no known entity)
+        is passed over, as handled.
         """
-        taken = self.next_item()
-        if taken is None:
-            return None
-        sid, item = taken
-        return snapshot_change(self.model, item, segment=sid, read_at=self.read_at[sid])
+        collection = self.collection
+        while True:
+            taken = self.next_item()
+            if taken is None:
+                return None
+            sid, item = taken
+            model = collection.route(item)
+            if model is not None:
+                return snapshot_change(model, item, segment=sid, read_at=self.read_at[sid])
+            if collection.unknown(item, f"snapshot of {collection!r}"):
+                self.skipped += 1
+            self.mark_handled(sid, item)
 
 
-def key_checkpoint(model: type[BaseModel], keys: Mapping[str, Wire]) -> str:
-    """The checkpoint after an item, from its key attributes in the model's key order."""
+def key_checkpoint(source: type[BaseModel] | Collection, keys: Mapping[str, Wire]) -> str:
+    """The checkpoint after an item, from its key attributes in the key order (which every
+    entity of a table shares)."""
+    model = source.models[0] if isinstance(source, Collection) else source
     ordered = {c.dynamo_name: keys[c.dynamo_name] for c in meta_of(model).keys}
     return item_checkpoint(ordered)

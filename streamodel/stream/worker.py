@@ -1,7 +1,8 @@
 """The worker: runs subscribers over the change streams of several models.
 
-One loop reads every subscribed model's stream (parents before children, in order per
-item), hands each change to the handlers subscribed to its model and event, and writes a
+One loop reads the stream of every table a subscribed model lives in, once per table
+however many of its entities are subscribed (parents before children, in order per item),
+hands each change to the handlers subscribed to its model and event, and writes a
 checkpoint per shard only after every handler for the records up to it succeeded. A
 restarted worker of the same group resumes after its checkpoints, so delivery is
 at-least-once: at most the changes since the last checkpoint are delivered again. Handlers
@@ -34,6 +35,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from streamodel.entities import Collection
 from streamodel.exceptions import (
     ConditionFailedError,
     InvalidModelError,
@@ -215,6 +217,19 @@ class Worker:
         """Per-shard counters, by (model name, shard id)."""
         return self._metrics.shards
 
+    def sources(self) -> list[Collection]:
+        """The subscribed models grouped by table: one stream (and one set of leases and
+        checkpoints) per table, in subscription order."""
+        by_table: dict[str, list[type[BaseModel]]] = {}
+        for model in self.models:
+            by_table.setdefault(self.engine.table_name(model), []).append(model)
+        return [Collection(*models) for models in by_table.values()]
+
+    @property
+    def skipped(self) -> int:
+        """Records and snapshot items of no known entity passed over in this run."""
+        return sum(r.stream.skipped for r in self._readers) + sum(s.skipped for s in self.snapshots)
+
     def subscribe(
         self,
         model: type[BaseModel],
@@ -277,11 +292,12 @@ class Worker:
             self._heartbeat = Heartbeat(self.heartbeat_file)
             self.running = True
             try:
-                scans = [s for s in (self._begin(model) for model in self.models) if s]
+                sources = self.sources()
+                scans = [s for s in (self._begin(source) for source in sources) if s]
                 self.snapshots = scans
                 if scans and not self._snapshot(scans):
                     return  # stopped before the snapshot was done
-                readers = self._readers = [self._open(model) for model in self.models]
+                readers = self._readers = [self._open(source) for source in sources]
                 try:
                     self._loop(readers, until_caught_up)
                 finally:
@@ -296,30 +312,28 @@ class Worker:
                 self.running = self.ready = False
                 self._metrics.log(self.group, self.on_metrics)
 
-    def _open(self, model: type[BaseModel]) -> LeasedStream:
-        arn = self.engine.stream_arn(model)
+    def _open(self, source: Collection) -> LeasedStream:
+        arn = self.engine.stream_arn(source.models[0])
         states = self.store.load(arn)
         marker = states.pop(START_MARKER, None)
         since = marker.updated_at if marker is not None else None
         if since is None and not states:
-            since = self._remember_start(arn, model)
+            since = self._remember_start(arn, source)
         # Every shard starts unread; a lease taken later places it at its checkpoint. A group
         # start time (from "latest" or a datetime) skips older records until then.
-        stream = Stream(self.engine, model, since or "trim_horizon")
+        stream = Stream(self.engine, source, since or "trim_horizon")
         stream.read_only(set())
-        leases = LeaseManager(
-            self.store, arn, model.__name__, self.worker_id, failover=self.failover
-        )
+        leases = LeaseManager(self.store, arn, source.label, self.worker_id, failover=self.failover)
         logger.info(
             "worker %s (%s): reading %s",
             self.group,
             self.worker_id,
-            model.__name__,
-            extra={"group": self.group, "model": model.__name__, "worker_id": self.worker_id},
+            source.label,
+            extra={"group": self.group, "model": source.label, "worker_id": self.worker_id},
         )
-        return LeasedStream(model, arn, stream, leases)
+        return LeasedStream(source, arn, stream, leases)
 
-    def _remember_start(self, stream_arn: str, model: type[BaseModel]) -> datetime | None:
+    def _remember_start(self, stream_arn: str, source: Collection) -> datetime | None:
         """Make a "latest" or datetime start durable before anything is checkpointed.
 
         Without it, a group that started at "latest" and stopped before handling a change
@@ -335,7 +349,7 @@ class Worker:
             since = self.start
         else:
             since = datetime.now(UTC) - timedelta(seconds=1)
-        marker = self.store.new_state(stream_arn, START_MARKER, model.__name__)
+        marker = self.store.new_state(stream_arn, START_MARKER, source.label)
         try:
             self.store.save(marker, at=since)
         except ConditionFailedError:
@@ -345,10 +359,10 @@ class Worker:
         return since
 
     # -- snapshot, then the stream (start="snapshot"; see streamodel.stream.snapshot) --------
-    def _begin(self, model: type[BaseModel]) -> SnapshotScan | None:
+    def _begin(self, source: Collection) -> SnapshotScan | None:
         """Seed a token start, or set a snapshot up (pinning the stream first); the scan of
         a snapshot under way, else None."""
-        arn = self.engine.stream_arn(model)
+        arn = self.engine.stream_arn(source.models[0])
         scope = snapshot_scope(arn)
         marker = self.store.load(scope).get(SNAPSHOT_MARKER)
         has_checkpoints = any(not sid.startswith(MARKER_PREFIX) for sid in self.store.load(arn))
@@ -362,28 +376,28 @@ class Worker:
             if token.get("stream_arn") != arn:
                 raise InvalidPositionError(
                     f"Worker(start=token): the token is of stream {token.get('stream_arn')!r}, "
-                    f"not of {model.__name__}'s stream {arn!r}"
+                    f"not of {source.label}'s stream {arn!r}"
                 )
-            self._seed(arn, model, token)
+            self._seed(arn, source, token)
             return None
         if plan != "snapshot":
             return None
         if marker is None:
-            marker = self._pin(arn, scope, model)
+            marker = self._pin(arn, scope, source)
         leases = LeaseManager(
-            self.store, scope, model.__name__, self.worker_id, failover=self.failover
+            self.store, scope, source.label, self.worker_id, failover=self.failover
         )
         logger.info(
             "worker %s (%s): snapshot of %s (%d segments)",
             self.group,
             self.worker_id,
-            model.__name__,
+            source.label,
             marker.segments,
-            extra={"group": self.group, "model": model.__name__, "worker_id": self.worker_id},
+            extra={"group": self.group, "model": source.label, "worker_id": self.worker_id},
         )
         return SnapshotScan(
             self.engine,
-            model,
+            source,
             arn,
             dict(marker.position),
             int(marker.segments),
@@ -391,10 +405,10 @@ class Worker:
             page_size=self.batch_size,
         )
 
-    def _pin(self, stream_arn: str, scope: str, model: type[BaseModel]) -> Any:
+    def _pin(self, stream_arn: str, scope: str, source: Collection) -> Any:
         """Record the stream's position before anything is scanned (create-only: of two
         processes pinning at once, the first pin is the group's)."""
-        marker = self.store.new_state(scope, SNAPSHOT_MARKER, model.__name__)
+        marker = self.store.new_state(scope, SNAPSHOT_MARKER, source.label)
         marker.position = pin_position(self.engine.transport, stream_arn)
         marker.segments = self.snapshot_segments
         marker.checkpoint = PHASE_SCANNING
@@ -404,11 +418,11 @@ class Worker:
             return self.store.load(scope)[SNAPSHOT_MARKER]
         return marker
 
-    def _seed(self, stream_arn: str, model: type[BaseModel], position: Mapping[str, Any]) -> None:
+    def _seed(self, stream_arn: str, source: Collection, position: Mapping[str, Any]) -> None:
         """Make a stream token the group's shard checkpoints (create-only, so every process
         seeding the same token agrees, and a checkpoint already there stays)."""
         for shard_id, parent, checkpoint in seed_checkpoints(position):
-            state = self.store.new_state(stream_arn, shard_id, model.__name__)
+            state = self.store.new_state(stream_arn, shard_id, source.label)
             state.parent = parent
             state.checkpoint = checkpoint
             try:
@@ -430,7 +444,7 @@ class Worker:
                         logger.warning(
                             "worker %s: snapshot of %s: %s; continuing",
                             self.group,
-                            scan.model.__name__,
+                            scan.collection.label,
                             error,
                             extra={"group": self.group},
                         )
@@ -462,7 +476,7 @@ class Worker:
                 change = scan.next_change()
             except UndecodableRecordError as error:
                 try:
-                    self.send_dead_letter(self.dispatcher.undecodable(scan.model, error))
+                    self.send_dead_letter(self._undecodable(scan.collection, error))
                 except BaseException:
                     scan.rewind(error.shard_id)
                     raise
@@ -483,7 +497,7 @@ class Worker:
                 self._stop.set()  # on_failure="stop": never checkpoint past this item
                 return handled
             scan.mark_handled(change.shard_id, change.record["dynamodb"]["Keys"])
-            self._metrics.handled(scan.model.__name__, change.shard_id, change.record)
+            self._metrics.handled(scan.collection.label, change.shard_id, change.record)
             handled += 1
         return handled
 
@@ -491,7 +505,7 @@ class Worker:
         """Put the segment's checkpoint after ``change`` into ``tx`` (exactly-once effects
         for transactional handlers, as for stream records)."""
         state = scan.states[change.shard_id]
-        state.checkpoint = key_checkpoint(scan.model, change.record["dynamodb"]["Keys"])
+        state.checkpoint = key_checkpoint(scan.collection, change.record["dynamodb"]["Keys"])
         state.updated_at = datetime.now(UTC)
         ShardState: Any = type(state)
         tx.save(state, condition=ShardState.owner == self.worker_id)
@@ -503,7 +517,7 @@ class Worker:
     def _finish_snapshot(self, scan: SnapshotScan) -> None:
         """Every segment is finished: the pinned position becomes the group's shard
         checkpoints, then the marker says done (each step safe to repeat, by any process)."""
-        self._seed(scan.stream_arn, scan.model, scan.position)
+        self._seed(scan.stream_arn, scan.collection, scan.position)
         scope = snapshot_scope(scan.stream_arn)
         marker = self.store.load(scope).get(SNAPSHOT_MARKER)
         if marker is not None and marker.checkpoint != PHASE_DONE:
@@ -513,8 +527,8 @@ class Worker:
         logger.info(
             "worker %s: snapshot of %s done; reading the stream from the pinned position",
             self.group,
-            scan.model.__name__,
-            extra={"group": self.group, "model": scan.model.__name__},
+            scan.collection.label,
+            extra={"group": self.group, "model": scan.collection.label},
         )
 
     def _loop(self, readers: list[LeasedStream], until_caught_up: bool) -> None:
@@ -548,14 +562,14 @@ class Worker:
                 self._stop.wait(self.idle_wait)
 
     def _drain(self, reader: LeasedStream) -> int:
-        """Handle up to ``batch_size`` changes of one model; return how many."""
+        """Handle up to ``batch_size`` changes of one table's stream; return how many."""
         handled = 0
         while handled < self.batch_size and not self._stop.is_set():
             try:
                 change = next(reader.stream)
             except UndecodableRecordError as error:
                 with self._rewind_on_error(reader, error.shard_id):
-                    self.send_dead_letter(self.dispatcher.undecodable(reader.model, error))
+                    self.send_dead_letter(self._undecodable(reader.collection, error))
                 self._mark_handled(reader, error.shard_id, error.record)
                 handled += 1
                 continue
@@ -585,7 +599,10 @@ class Worker:
     def _mark_handled(self, reader: LeasedStream, shard_id: str, record: dict[str, Any]) -> None:
         sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
         reader.mark_handled(shard_id, sequence)
-        self._metrics.handled(reader.model.__name__, shard_id, record)
+        self._metrics.handled(reader.collection.label, shard_id, record)
+
+    def _undecodable(self, source: Collection, error: UndecodableRecordError) -> DeadLetterInfo:
+        return self.dispatcher.undecodable(error.model or source.models[0], error)
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(
@@ -616,7 +633,7 @@ class Worker:
             stopping=self._stop.is_set,
             pause=self._stop.wait,
         )
-        metrics = self._metrics.shard(change.model.__name__, change.shard_id)
+        metrics = self._metrics.shard(self._label(change.model), change.shard_id)
         metrics.retries += result.retries
         if result.stopped:
             return False
@@ -629,6 +646,16 @@ class Worker:
                 self.send_dead_letter(info)
                 metrics.dead_letters += 1
         return True
+
+    def _label(self, model: type[BaseModel]) -> str:
+        """The label of the stream ``model``'s changes come from (metrics are per stream)."""
+        for reader in self._readers:
+            if model in reader.collection.models:
+                return reader.collection.label
+        for scan in self.snapshots:
+            if model in scan.collection.models:
+                return scan.collection.label
+        return model.__name__
 
     def has_transactional(self, change: Change) -> bool:
         """Whether a transactional handler is subscribed to this change's model and event."""
@@ -672,7 +699,7 @@ class Worker:
     def _checkpoint(self, readers: list[LeasedStream]) -> None:
         """Write the handled position of every held shard that moved or finished."""
         for reader in readers:
-            model = reader.model.__name__
+            model = reader.collection.label
             for shard_id, value in reader.due_checkpoints():
                 state = reader.states[shard_id]
                 state.checkpoint = value

@@ -427,3 +427,38 @@ def test_worker_survives_failing_dead_letter_store_without_skipping(engine: Engi
     engine.save(Order(id=poison, status="x"))
     worker.run(until_caught_up=True)
     assert got.count(poison) == 1 and calls["dead"] >= 2
+
+
+def test_two_entities_of_one_table_lose_nothing_across_sigkills(
+    engine: Engine, local_endpoint: str, table_template: str, tmp_path: Path
+) -> None:
+    """A worker subscribed to two entities of one table (one stream, one set of leases)
+    SIGKILLed mid-work and restarted hands every change of both to its own handler only,
+    and none of the unsubscribed third entity to anyone."""
+    import entities_app
+
+    engine.bind(base=entities_app.Base)
+    out = tmp_path / "handled.txt"
+    env = _worker_env(engine, local_endpoint, table_template, group(), out)
+    env["STREAMODEL_TEST_HANDLER_SECONDS"] = "0.01"
+    rng = random.Random(17)
+    produced: set[tuple[str, str]] = set()
+    kinds = (entities_app.Account, entities_app.Payment, entities_app.Note)
+    run = uuid.uuid4().hex[:8]  # the table is the session's: other runs' items are in it
+    for cycle in range(2):
+        for n in range(60):
+            model = kinds[n % 3]
+            key = f"{run}-{cycle}-{n}"
+            engine.save(model(id=key, value=n))
+            produced.add((model.__name__, key))
+        _kill_once_it_handles(
+            _start_worker(env, app="entities_app:worker"), out, new=rng.randint(3, 15)
+        )
+    final = _start_worker(env, "--until-caught-up", app="entities_app:worker")
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()
+    lines = [line.split() for line in complete_lines(out)]
+    assert all(handler == model for _, handler, model, _ in lines), lines
+    handled = {(model, key) for _, _, model, key in lines if key.startswith(run)}
+    assert handled == {(m, k) for m, k in produced if m != "Note"}
+    _assert_children_used(engine, out, 3)

@@ -334,33 +334,50 @@ def test_one_time_converter_for_every_shape() -> None:
     assert _created_at({"dynamodb": {}}) is None
 
 
-class Twin(Base):
-    """A second model of Message's table (both decode every record of it)."""
-
-    class Meta:
-        table_name = "my-table"
-
-    Id = Column(Integer, hash_key=True)
-    Message = Column(String)
+def _entity_record(entity: str, sequence: str) -> dict[str, Any]:
+    """The sample's first record, its item naming ``entity`` (single-table design)."""
+    record = copy.deepcopy(AWS_SAMPLE_EVENT["Records"][0])
+    record["dynamodb"]["NewImage"]["_entity"] = {"S": entity}
+    record["dynamodb"]["SequenceNumber"] = sequence
+    return record
 
 
 def test_worker_builds_its_lambda_handler_once(engine: Engine) -> None:
     """worker.lambda_handler is one handler (and one pair of state models) per worker; a
-    handler taken before a later subscribe still serves the new subscription, of a model
-    of a table it already routed too."""
+    handler taken before a later subscribe still serves the new subscription, of another
+    entity of a table it already routed: each record goes to the entity its item names,
+    and one of no known entity is passed over and counted."""
+    entities = new_base()
+
+    class Note(entities):  # type: ignore[valid-type, misc]
+        class Meta:
+            table_name = "my-table"
+
+        Id = Column(Integer, hash_key=True)
+        Message = Column(String)
+
+    class Reply(entities):  # type: ignore[valid-type, misc]
+        class Meta:
+            table_name = "my-table"
+
+        Id = Column(Integer, hash_key=True)
+        Message = Column(String)
+
     worker = Worker(engine, group="g")
     seen: list[tuple[str, str]] = []
-    worker.subscribe(Message)(lambda c: seen.append(("message", c.sequence_number)))
+    worker.subscribe(Note)(lambda c: seen.append(("note", c.sequence_number)))
     handler = worker.lambda_handler
     assert isinstance(handler, LambdaHandler)
     assert worker.lambda_handler is handler
     assert worker.lambda_handler.AppliedChange is handler.AppliedChange
-    event = copy.deepcopy(AWS_SAMPLE_EVENT)
-    event["Records"] = event["Records"][:1]
-    assert handler(copy.deepcopy(event), None) == {"batchItemFailures": []}
-    worker.subscribe(Twin)(lambda c: seen.append(("twin", c.sequence_number)))
-    assert handler(copy.deepcopy(event), None) == {"batchItemFailures": []}
-    assert seen == [("message", "111"), ("message", "111"), ("twin", "111")]
+    first = {"Records": [_entity_record("Note", "111"), _entity_record("Reply", "112")]}
+    assert handler(copy.deepcopy(first), None) == {"batchItemFailures": []}
+    assert seen == [("note", "111")]  # Reply's record is nobody's yet: passed over
+    worker.subscribe(Reply)(lambda c: seen.append(("reply", c.sequence_number)))
+    records = [_entity_record(e, s) for e, s in (("Reply", "113"), ("Ghost", "114"))]
+    assert handler({"Records": records}, None) == {"batchItemFailures": []}
+    assert seen == [("note", "111"), ("reply", "113")]
+    assert handler.skipped == 1  # Ghost: no such entity
 
 
 def _counted(item_count: int) -> dict[str, Any]:
