@@ -226,8 +226,26 @@ def add_worker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         action="store_true",
         help="return once every shard is read to its current end",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz on this port (0: a free one; "
+        "needs streamodel[metrics])",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.set_defaults(func=cmd_worker)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0..65535")
+    return port
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -240,6 +258,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.target} is a {type(worker).__name__}, not a streamodel Worker")
     if args.group:
         worker.group = args.group
+    if args.metrics_port is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("prometheus_client") is None:
+            raise CLIError(
+                "--metrics-port needs prometheus_client: pip install 'streamodel[metrics]'"
+            )
+        worker.metrics_port = args.metrics_port
     worker.run(until_caught_up=args.until_caught_up)
     return 0
 
@@ -362,28 +388,61 @@ def add_status_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument("group", help="the worker group")
     _add_state_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live view, redrawn in place until Ctrl-C (needs streamodel[cli])",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        help="seconds between two reads with --watch (default 2)",
+    )
     parser.set_defaults(func=cmd_status)
 
 
 def group_status(store: Any) -> dict[str, Any]:
     """Per shard: model, owner, checkpoint, lag, parent, state; per worker: leases, rate, dead
     letters. Lag is now minus the creation time of the last change handled on the shard.
-    Per snapshot (``start="snapshot"``): model, phase, segments done of all, items delivered."""
+    Per snapshot (``start="snapshot"``): model, phase, segments done of all, items delivered.
+    Per migration (``streamodel migrate``, whose group is ``streamodel-migrate`` unless given):
+    name, table, model, phase, segments done of all, items scanned, the processes on it."""
     import datetime as dt
 
+    from streamodel.migrate import MIGRATION_MARKER
     from streamodel.stream.checkpoints import MARKER_PREFIX, SHARD_END
     from streamodel.stream.snapshot import SNAPSHOT_MARKER, SNAPSHOT_SCOPE_SUFFIX, progress
 
     now = dt.datetime.now(dt.UTC)
     shards = []
     workers: dict[str, dict[str, Any]] = {}
+
+    def worker_row(owner: str) -> dict[str, Any]:
+        return workers.setdefault(
+            owner, {"leases": 0, "records_per_second": 0.0, "dead_letters": 0}
+        )
+
     # stream arn -> (marker, {segment: (checkpoint, items)}, model)
     snapshots: dict[str, tuple[Any, dict[str, tuple[str | None, int]], str | None]] = {}
+    # migration scope -> (marker, {segment: (checkpoint, items)}, owners)
+    migrations: dict[str, tuple[Any, dict[str, tuple[str | None, int]], set[str]]] = {}
     for state in store.all_states():
-        if (state.stream_arn or "").endswith(SNAPSHOT_SCOPE_SUFFIX):
-            marker, segments, model = snapshots.setdefault(state.stream_arn, (None, {}, None))
+        scope = state.stream_arn or ""
+        if scope.startswith(MIGRATION_SCOPE_PREFIX):
+            marker, segments, owners = migrations.setdefault(scope, (None, {}, set()))
+            if state.shard_id == MIGRATION_MARKER:
+                migrations[scope] = (state, segments, owners)
+            elif not state.shard_id.startswith(MARKER_PREFIX):
+                segments[state.shard_id] = (state.checkpoint, state.records or 0)
+                if state.owner and state.checkpoint != SHARD_END:
+                    owners.add(state.owner)
+                    worker_row(state.owner)["leases"] += 1
+            continue
+        if scope.endswith(SNAPSHOT_SCOPE_SUFFIX):
+            marker, segments, model = snapshots.setdefault(scope, (None, {}, None))
             if state.shard_id == SNAPSHOT_MARKER:
-                snapshots[state.stream_arn] = (state, segments, state.model)
+                snapshots[scope] = (state, segments, state.model)
             elif not state.shard_id.startswith(MARKER_PREFIX):
                 segments[state.shard_id] = (state.checkpoint, state.records or 0)
             continue
@@ -406,19 +465,14 @@ def group_status(store: Any) -> dict[str, Any]:
             }
         )
         if state.owner and not finished:
-            worker = workers.setdefault(
-                state.owner, {"leases": 0, "records_per_second": 0.0, "dead_letters": 0}
-            )
+            worker = worker_row(state.owner)
             worker["leases"] += 1
             worker["records_per_second"] += state.rate or 0.0
     dead = 0
     for letter in store.dead_letters():
         dead += 1
         if letter.worker:
-            worker = workers.setdefault(
-                letter.worker, {"leases": 0, "records_per_second": 0.0, "dead_letters": 0}
-            )
-            worker["dead_letters"] += 1
+            worker_row(letter.worker)["dead_letters"] += 1
     shards.sort(key=lambda s: (s["model"] or "", s["shard_id"]))
     snapshot_rows = []
     for marker, segments, model in snapshots.values():
@@ -435,20 +489,68 @@ def group_status(store: Any) -> dict[str, Any]:
             }
         )
     snapshot_rows.sort(key=lambda s: s["model"] or "")
+    migration_rows = []
+    for scope, (marker, segments, owners) in migrations.items():
+        if marker is None:
+            continue
+        _, table, name = scope.split("|", 2)
+        done = progress(marker.checkpoint, int(marker.segments or 0), segments)
+        migration_rows.append(
+            {
+                "name": name,
+                "table": table,
+                "model": marker.model,
+                "phase": done.phase,
+                "segments_done": done.segments_done,
+                "segments": done.segments,
+                "items": done.items,
+                "workers": sorted(owners),
+            }
+        )
+    migration_rows.sort(key=lambda m: (m["table"], m["name"]))
     return {
         "group": store.group,
         "shards": shards,
         "workers": workers,
         "dead_letters": dead,
         "snapshots": snapshot_rows,
+        "migrations": migration_rows,
     }
 
 
+# Where `streamodel migrate` keeps a migration's marker and segment leases
+# (streamodel.migrate.migration_scope: "migrate|<table>|<name>").
+MIGRATION_SCOPE_PREFIX = "migrate|"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the group's state as a table (or JSON with ``--json``)."""
+    """Print the group's state as a table (or JSON with ``--json``, or live with ``--watch``)."""
     import json
 
-    status = group_status(_state_store(args))
+    store = _state_store(args)
+    if args.watch:
+        if args.json:
+            raise CLIError("--watch and --json do not go together")
+        if args.interval <= 0:
+            raise CLIError("--interval must be more than 0")
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            raise CLIError(
+                "--watch needs rich: pip install 'streamodel[cli]'", exit_code=1
+            ) from None
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda *_: stop.set())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            watch_status(lambda: group_status(store), interval=args.interval, stop=stop)
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        return 0
+    status = group_status(store)
     if args.json:
         print(json.dumps(status, sort_keys=True))
         return 0
@@ -469,6 +571,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"snapshot of {snap['model']}: {snap['segments_done']}/{snap['segments']} segments "
             f"done, {snap['items']} item(s) delivered ({snap['phase']})"
         )
+    for migration in status["migrations"]:
+        print(
+            f"migration {migration['name']} of {migration['table']}: "
+            f"{migration['segments_done']}/{migration['segments']} segments done, "
+            f"{migration['items']} item(s) scanned ({migration['phase']})"
+        )
     print(f"{'WORKER':<28} {'LEASES':>6} {'REC/S':>8} {'DEAD':>5}")
     for owner, worker in sorted(status["workers"].items()):
         print(
@@ -476,6 +584,128 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{worker['dead_letters']:>5}"
         )
     return 0
+
+
+# Lag shown yellow, then red, from these many seconds on.
+LAG_WARN_SECONDS = 60.0
+LAG_ALERT_SECONDS = 300.0
+
+
+def render_status(status: dict[str, Any], *, error: str | None = None) -> Any:
+    """The ``--watch`` view of one :func:`group_status`: rich tables of shards, snapshots,
+    migrations and workers (``error``: why this read failed; the last view stays useful)."""
+    import datetime as dt
+
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    stamp = dt.datetime.now().strftime("%H:%M:%S")
+    parts.append(
+        Text.assemble(
+            (f"group {status['group']}", "bold"),
+            f": {len(status['shards'])} shard(s), ",
+            (
+                f"{status['dead_letters']} dead letter(s)",
+                "bold red" if status["dead_letters"] else "",
+            ),
+            f"  (read at {stamp})",
+        )
+    )
+    if error:
+        parts.append(Text(f"last read failed: {error}", style="bold red"))
+    shards = Table(title="shards", title_justify="left", expand=False)
+    for column in ("model", "shard", "state", "owner"):
+        shards.add_column(column)
+    shards.add_column("lag", justify="right")
+    shards.add_column("records", justify="right")
+    shards.add_column("checkpoint")
+    for shard in status["shards"]:
+        lag = shard["lag_seconds"]
+        style = (
+            ""
+            if lag is None or lag < LAG_WARN_SECONDS
+            else "yellow"
+            if lag < LAG_ALERT_SECONDS
+            else "bold red"
+        )
+        shards.add_row(
+            shard["model"] or "-",
+            shard["shard_id"],
+            shard["state"],
+            shard["owner"] or "-",
+            Text("-" if lag is None else f"{lag}s", style=style),
+            str(shard["records"]),
+            (shard["checkpoint"] or "-").lstrip("0") or "0",
+        )
+    parts.append(shards)
+    if status["snapshots"]:
+        snapshots = Table(title="snapshots", title_justify="left")
+        for column in ("model", "phase", "segments", "items"):
+            snapshots.add_column(column)
+        for snap in status["snapshots"]:
+            snapshots.add_row(
+                snap["model"] or "-",
+                snap["phase"],
+                f"{snap['segments_done']}/{snap['segments']}",
+                str(snap["items"]),
+            )
+        parts.append(snapshots)
+    if status.get("migrations"):
+        migrations = Table(title="migrations", title_justify="left")
+        for column in ("migration", "table", "phase", "segments", "items", "workers"):
+            migrations.add_column(column)
+        for migration in status["migrations"]:
+            migrations.add_row(
+                migration["name"],
+                migration["table"],
+                migration["phase"],
+                f"{migration['segments_done']}/{migration['segments']}",
+                str(migration["items"]),
+                ", ".join(migration["workers"]) or "-",
+            )
+        parts.append(migrations)
+    workers = Table(title="workers", title_justify="left")
+    workers.add_column("worker")
+    for column in ("leases", "rec/s", "dead"):
+        workers.add_column(column, justify="right")
+    for owner, worker in sorted(status["workers"].items()):
+        workers.add_row(
+            owner,
+            str(worker["leases"]),
+            f"{worker['records_per_second']:.1f}",
+            str(worker["dead_letters"]),
+        )
+    parts.append(workers)
+    return Group(*parts)
+
+
+def watch_status(
+    read: Callable[[], dict[str, Any]],
+    *,
+    interval: float,
+    stop: threading.Event,
+    console: Any = None,
+    rounds: int | None = None,
+) -> None:
+    """Redraw :func:`render_status` in place (rich ``Live``) every ``interval`` seconds until
+    ``stop`` is set (or after ``rounds`` reads). A failed read keeps the last view, marked."""
+    from rich.live import Live
+
+    from streamodel.exceptions import StreamodelError
+
+    last = read()
+    with Live(render_status(last), console=console, auto_refresh=False) as live:
+        done = 1
+        while (rounds is None or done < rounds) and not stop.wait(interval):
+            error = None
+            try:
+                last = read()
+            except StreamodelError as exc:
+                error = str(exc)
+            live.update(render_status(last, error=error), refresh=True)
+            done += 1
 
 
 # --------------------------------------------------------------------------------------------

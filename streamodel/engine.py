@@ -97,6 +97,11 @@ class Engine:
         """How often one operation is tried (a batch's resends of unprocessed items
         included)."""
         self.transport: Transport = RetryingTransport(inner, self.retry)
+        # A CLIENT span per operation when the OpenTelemetry API is installed (looked up once
+        # per process); without it, the transport stays as it is (streamodel.instrument).
+        from streamodel.instrument import instrumented
+
+        self.transport = instrumented(self.transport, self.retry)
         self.table_name_template = table_name_template
         # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
         self._tables: dict[type[BaseModel], dict[str, Any]] = {}

@@ -241,12 +241,19 @@ class LambdaHandler:
         *,
         attempts_per_invocation: int = 1,
         time_margin: float = 1.0,
+        emf_namespace: str | None = None,
     ) -> None:
         if attempts_per_invocation < 1:
             raise ValueError("attempts_per_invocation must be at least 1")
         self.worker = worker
         self.attempts_per_invocation = attempts_per_invocation
         self.time_margin = time_margin
+        # The counters, printed as CloudWatch EMF lines after each invocation, when asked.
+        self.emf = None
+        if emf_namespace is not None:
+            from streamodel.stream.emf import EmfRecorder
+
+            self.emf = EmfRecorder(emf_namespace, lambda: worker.group)
         self.AppliedChange, self.RecordAttempts = _tracking_models(worker.state_table)
         self._ready = False
         # eventSourceARN -> the subscribed models of its table, for this subscriptions_version.
@@ -265,6 +272,14 @@ class LambdaHandler:
         return self.worker.dispatcher
 
     def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
+        if self.emf is not None:
+            response: LambdaResponse = self.emf.invocation(
+                event, lambda: self._handle_event(event, context)
+            )
+            return response
+        return self._handle_event(event, context)
+
+    def _handle_event(self, event: LambdaEvent, context: Any) -> LambdaResponse:
         records = list(event.get("Records") or [])
         # Route every record first: a table no subscription reads is a deployment error,
         # reported before anything of the batch is handled.
@@ -366,6 +381,8 @@ class LambdaHandler:
     def _dead_letter(self, info: DeadLetterInfo) -> None:
         self._setup()
         self.worker.send_dead_letter(info)
+        if self.emf is not None:
+            self.emf.dead_letter(info.shard_id)
 
     # -- state -------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -475,7 +492,11 @@ def _lost_race(error: BaseException, sealed: list[BaseModel]) -> bool:
 
 
 def lambda_handler(
-    worker: Worker, *, attempts_per_invocation: int = 1, time_margin: float = 1.0
+    worker: Worker,
+    *,
+    attempts_per_invocation: int = 1,
+    time_margin: float = 1.0,
+    emf_namespace: str | None = None,
 ) -> LambdaHandler:
     """The Lambda handler ``(event, context)`` running ``worker``'s subscribers.
 
@@ -483,10 +504,15 @@ def lambda_handler(
     (Lambda retries the batch anyway; ``worker.max_attempts`` counts failed invocations).
     When ``context.get_remaining_time_in_millis()`` drops below ``time_margin`` seconds, the
     batch stops before the next record and reports it, instead of timing out (a timeout makes
-    Lambda retry the whole batch).
+    Lambda retry the whole batch). With ``emf_namespace``, each invocation ends by printing
+    the worker's counters (changes handled, retries, dead letters, lag) as CloudWatch
+    Embedded Metric Format lines in that namespace (:mod:`streamodel.stream.emf`).
     """
     return LambdaHandler(
-        worker, attempts_per_invocation=attempts_per_invocation, time_margin=time_margin
+        worker,
+        attempts_per_invocation=attempts_per_invocation,
+        time_margin=time_margin,
+        emf_namespace=emf_namespace,
     )
 
 

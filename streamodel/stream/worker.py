@@ -52,7 +52,7 @@ from streamodel.stream.checkpoints import (
 from streamodel.stream.dispatch import DeadLetterInfo, Dispatcher, Handler, OnFailure, Seal
 from streamodel.stream.leased import CAUGHT_UP_EMPTY_POLLS, LeasedStream
 from streamodel.stream.leases import LeaseManager, default_worker_id
-from streamodel.stream.monitoring import Heartbeat, Metrics, ShardMetrics
+from streamodel.stream.monitoring import Heartbeat, Metrics, ShardMetrics, serve_metrics
 from streamodel.stream.positions import check_worker_start
 from streamodel.stream.reader import Stream
 from streamodel.stream.records import EVENTS, Change, Event, UndecodableRecordError
@@ -68,6 +68,7 @@ from streamodel.stream.snapshot import (
     seed_checkpoints,
     snapshot_scope,
 )
+from streamodel.tracing import traced_dead_letter, traced_dispatch
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
@@ -102,7 +103,11 @@ class Worker:
     over (leases are renewed every quarter of it); ``worker_id`` names this process in the
     leases (default host:pid:random). ``on_metrics(list[ShardMetrics])`` is called every
     ``log_interval`` seconds and at the end; ``heartbeat_file`` is rewritten every second
-    with this process's liveness and readiness, for supervisors.
+    with this process's liveness and readiness, for supervisors. ``metrics_port`` serves,
+    while :meth:`run` runs, Prometheus metrics at ``/metrics`` and the probes ``/healthz`` and
+    ``/readyz`` on that port (all interfaces; needs ``streamodel[metrics]``; see
+    :mod:`streamodel.stream.prometheus`); 0 binds a free port, written back to
+    ``metrics_port`` once listening.
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class Worker:
         on_metrics: Callable[[list[ShardMetrics]], Any] | None = None,
         heartbeat_file: str | None = None,
         snapshot_segments: int = 4,
+        metrics_port: int | None = None,
     ) -> None:
         if not group or not isinstance(group, str) or "|" in group:
             raise ValueError("Worker(group=...) must be a non-empty string without '|'")
@@ -153,6 +159,7 @@ class Worker:
         self.on_metrics = on_metrics
         self.heartbeat_file = heartbeat_file
         self.snapshot_segments = snapshot_segments
+        self.metrics_port = metrics_port
         # The snapshots of the current run (for metrics and tests).
         self.snapshots: list[SnapshotScan] = []
         # Ready once the first lease round of every model ran (for supervisors).
@@ -214,7 +221,7 @@ class Worker:
 
     @property
     def metrics(self) -> dict[tuple[str, str], ShardMetrics]:
-        """Per-shard counters, by (model name, shard id)."""
+        """Per-shard counters, by (table name, shard id)."""
         return self._metrics.shards
 
     def sources(self) -> list[Collection]:
@@ -287,7 +294,7 @@ class Worker:
         if not self.dispatcher.subscriptions:
             raise InvalidModelError("Worker.run(): no subscriptions; use @worker.subscribe")
         self._stop.clear()
-        with stop_on_signals(self.stop):
+        with stop_on_signals(self.stop), serve_metrics(self, stopping=self._stop.is_set):
             self.store.setup()
             self._heartbeat = Heartbeat(self.heartbeat_file)
             self.running = True
@@ -497,7 +504,7 @@ class Worker:
                 self._stop.set()  # on_failure="stop": never checkpoint past this item
                 return handled
             scan.mark_handled(change.shard_id, change.record["dynamodb"]["Keys"])
-            self._metrics.handled(scan.collection.label, change.shard_id, change.record)
+            self._metrics.handled(self._table(scan.collection), change.shard_id, change.record)
             handled += 1
         return handled
 
@@ -599,12 +606,13 @@ class Worker:
     def _mark_handled(self, reader: LeasedStream, shard_id: str, record: dict[str, Any]) -> None:
         sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
         reader.mark_handled(shard_id, sequence)
-        self._metrics.handled(reader.collection.label, shard_id, record)
+        self._metrics.handled(self._table(reader.collection), shard_id, record)
 
     def _undecodable(self, source: Collection, error: UndecodableRecordError) -> DeadLetterInfo:
         return self.dispatcher.undecodable(error.model or source.models[0], error)
 
     # -- dispatch -------------------------------------------------------------------------
+    @traced_dispatch  # a CONSUMER span per change with OpenTelemetry; else no wrapper at all
     def dispatch(
         self,
         change: Change,
@@ -633,7 +641,7 @@ class Worker:
             stopping=self._stop.is_set,
             pause=self._stop.wait,
         )
-        metrics = self._metrics.shard(self._label(change.model), change.shard_id)
+        metrics = self._metrics.shard(self.engine.table_name(change.model), change.shard_id)
         metrics.retries += result.retries
         if result.stopped:
             return False
@@ -647,15 +655,9 @@ class Worker:
                 metrics.dead_letters += 1
         return True
 
-    def _label(self, model: type[BaseModel]) -> str:
-        """The label of the stream ``model``'s changes come from (metrics are per stream)."""
-        for reader in self._readers:
-            if model in reader.collection.models:
-                return reader.collection.label
-        for scan in self.snapshots:
-            if model in scan.collection.models:
-                return scan.collection.label
-        return model.__name__
+    def _table(self, source: Collection) -> str:
+        """The name of the table whose stream ``source`` reads (metrics are per table)."""
+        return self.engine.table_name(source.models[0])
 
     def has_transactional(self, change: Change) -> bool:
         """Whether a transactional handler is subscribed to this change's model and event."""
@@ -678,6 +680,7 @@ class Worker:
         ShardState: Any = type(state)
         tx.save(state, condition=ShardState.owner == self.worker_id)
 
+    @traced_dead_letter  # marks the change's span; no wrapper without OpenTelemetry
     def send_dead_letter(self, info: DeadLetterInfo) -> None:
         # A dead letter that cannot be stored must stop the shard, not vanish: the error
         # propagates and the worker stops before checkpointing past the change.
@@ -699,14 +702,14 @@ class Worker:
     def _checkpoint(self, readers: list[LeasedStream]) -> None:
         """Write the handled position of every held shard that moved or finished."""
         for reader in readers:
-            model = reader.collection.label
+            table = self._table(reader.collection)
             for shard_id, value in reader.due_checkpoints():
                 state = reader.states[shard_id]
                 state.checkpoint = value
                 # Copy the shard's counters onto its lease item, for `streamodel status`.
                 published = reader.published.get(shard_id, 0)
                 reader.published[shard_id] = self._metrics.publish(
-                    state, model, shard_id, published
+                    state, table, shard_id, published
                 )
                 try:
                     self.store.save(state)

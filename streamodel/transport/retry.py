@@ -64,6 +64,7 @@ class RetryPolicy:
         deadline: float = 30.0,
         base: float = 0.025,
         max_wait: float = 2.0,
+        on_retry: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("RetryPolicy: attempts must be at least 1")
@@ -71,6 +72,10 @@ class RetryPolicy:
         self.deadline = deadline
         self.base = base
         self.max_wait = max_wait
+        self.on_retry = on_retry
+        """``on_retry(operation, error)``, called on the calling thread before each retry
+        (after its wait) with the failure that caused it; for metrics and traces
+        (:mod:`streamodel.instrument`). An exception in it propagates to the caller."""
 
     def operation(self) -> Attempts:
         """The attempts of one operation made of several requests: send each of them inside
@@ -80,21 +85,17 @@ class RetryPolicy:
     def run(self, operation: str, fn: Callable[[], T]) -> T:
         """Call ``fn`` until it succeeds, fails for good, or the operation's attempts are
         used up (then :class:`AttemptsExhausted` if nothing failed meanwhile)."""
-        retryable: tuple[type[BaseException], ...] = (
-            (ThrottledError, ServerError)
-            if operation in IDEMPOTENT_OPERATIONS
-            else (ThrottledError,)
-        )
+        retryable = retryable_errors(operation)
         attempts = _CURRENT.get()
         if attempts is None:
             try:
                 # Most calls succeed at once: only a failure pays for the retry bookkeeping.
                 return fn()
-            except retryable:
+            except retryable as error:
                 if self.attempts == 1:
                     raise
                 attempts = Attempts(self, taken=1)
-                last: BaseException | None = None
+                last: BaseException | None = error
         else:
             last = None
         while True:
@@ -102,6 +103,8 @@ class RetryPolicy:
                 if last is not None:
                     raise last
                 raise AttemptsExhausted(f"{operation}: {attempts.taken} attempt(s) used up")
+            if last is not None and self.on_retry is not None:
+                self.on_retry(operation, last)
             try:
                 return fn()
             except retryable as error:
@@ -129,16 +132,45 @@ class Attempts:
     def next(self) -> bool:
         """Count another request if the policy allows one, after a full-jitter wait when one
         was made before; False when the attempts or the deadline are used up."""
+        wait = self.wait()
+        if wait is None:
+            return False
+        if wait:
+            time.sleep(wait)
+        return True
+
+    def wait(self) -> float | None:
+        """Count another request if the policy allows one and return the seconds to wait
+        before sending it (full jitter; 0 for the first), or ``None`` when the attempts or the
+        deadline are used up. The decision of :meth:`next`, for shells that sleep their own
+        way (``asyncio.sleep``)."""
         policy = self.policy
         if self.taken >= policy.attempts:
-            return False
+            return None
+        wait = 0.0
         if self.taken:
             if time.monotonic() - self.started >= policy.deadline:
-                return False
+                return None
             bound = min(policy.max_wait, policy.base * 2 ** (self.taken - 1))
-            time.sleep(random.uniform(0, bound))
+            wait = random.uniform(0, bound)
         self.taken += 1
-        return True
+        return wait
+
+
+def retryable_errors(operation: str) -> tuple[type[BaseException], ...]:
+    """The failures of ``operation`` worth another attempt: throttling always; a server error
+    or a lost connection (whose write may have happened) only for :data:`IDEMPOTENT_OPERATIONS`."""
+    return _IDEMPOTENT_RETRYABLE if operation in IDEMPOTENT_OPERATIONS else _RETRYABLE
+
+
+_RETRYABLE: tuple[type[BaseException], ...] = (ThrottledError,)
+_IDEMPOTENT_RETRYABLE: tuple[type[BaseException], ...] = (ThrottledError, ServerError)
+
+
+def current_attempts() -> Attempts | None:
+    """The attempts of the operation begun on this thread or asyncio task (inside
+    :meth:`Attempts.active`), if any."""
+    return _CURRENT.get()
 
 
 class AttemptsExhausted(Exception):
