@@ -1443,6 +1443,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the plain-HTTP network rows, stream replays and worker latency",
     )
+    parser.add_argument(
+        "--snapshot-items",
+        type=int,
+        default=20_000,
+        help="table size of tests/benchmarks/snapshot_bench.py's throughput rows (0: skip it)",
+    )
+    parser.add_argument(
+        "--snapshot-memory",
+        type=int,
+        default=100_000,
+        help="items of snapshot_bench.py's largest flat-memory runs (0: skip them)",
+    )
     args = parser.parse_args(argv)
     if args.memory_only:
         # The memory child: only the memory rows, and only their Markdown on stdout (the
@@ -1541,6 +1553,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         write_docs(args.write, text)
         print(f"written to {args.write}")
+    if args.snapshot_items:
+        # Snapshots and migrations, against a DynamoDB Local of their own (about 10 minutes).
+        snapshot = [sys.executable, str(Path(__file__).with_name("snapshot_bench.py"))]
+        snapshot += ["--items", str(args.snapshot_items), "--memory", str(args.snapshot_memory)]
+        status = subprocess.call(snapshot + (["--write", str(args.write)] if args.write else []))
+        if status:
+            return status
     if args.scaling:
         scaling = [sys.executable, str(Path(__file__).with_name("scaling.py"))]
         return subprocess.call(scaling + (["--write", str(args.write)] if args.write else []))

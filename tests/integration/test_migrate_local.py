@@ -7,10 +7,12 @@ import functools
 import io
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,15 @@ import pytest
 from streamodel import Column, Engine, Integer, MissingObjectsError, String, new_base
 from streamodel.cli import main as cli_main
 from streamodel.migrate import Migration, migration_scope
-from streamodel.stream.checkpoints import StateStore
+from streamodel.stream.checkpoints import SHARD_END, StateStore
+from streamodel.stream.snapshot import segment_id
 
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
 import migrate_app  # noqa: E402  (the subprocess app's model, shared with these tests)
+import shared_migrate_app  # noqa: E402  (the shared-migration app's model)
 from test_worker_local import wait_for  # noqa: E402
+from written import complete_lines  # noqa: E402
 
 Base = new_base()
 
@@ -345,3 +350,131 @@ def test_sigkilled_migration_upgrades_every_item_exactly_once(
     for key, note in saver.notes.items():
         assert stored[key]["note"] == {"S": note}, key
     assert len(saver.notes) > 0
+
+
+SHARED_ITEMS = 600
+SHARED_SEGMENTS = 3
+PAGE = 100  # Migration's default page_size: the items handled between two checkpoints
+
+
+def _held_by(store: StateStore, scope: str, pid: int) -> set[str]:
+    """The migration segments whose lease the process ``pid`` holds (worker ids hold the pid)."""
+    return {sid for sid, s in store.load(scope).items() if f":{pid}:" in (s.owner or "")}
+
+
+def _count(pattern: str, summary: str) -> int:
+    found = re.search(pattern, summary)
+    assert found, (pattern, summary)
+    return int(found.group(1))
+
+
+def test_two_processes_share_one_migration(
+    local: Engine, local_endpoint: str, table_template: str, tmp_path: Path
+) -> None:
+    """Two `streamodel migrate` processes share one migration's segments at the same time:
+    every item is upgraded and written exactly once (the counting upgrade ran once per item),
+    each process finishes at least one segment, and no item is read twice but those of a
+    handover: a segment's first items (at most one page), written by the process it was
+    stolen from before it noticed, which the new owner reads again and leaves as they are.
+
+    Nothing depends on timing: the first process takes every segment's lease and is held in
+    its first upgrade (the app's gate) until the second one holds a lease of its own (stolen
+    from the first: leases balance by stealing the victim's highest segment, which the first
+    process, reading from the lowest, has not begun)."""
+    shelf = shared_migrate_app.Shelf
+    local.bind(shelf)
+    assert not scan_raw(local, shelf, ""), "the Shelf table is this test's alone"
+    prefix, name = uuid.uuid4().hex[:8], group()
+    keys = {f"{prefix}-{i:04d}" for i in range(SHARED_ITEMS)}
+    put_raw(local, shelf, [{"id": {"S": key}} for key in sorted(keys)])  # version 1
+    out = tmp_path / "upgraded.txt"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_DYNAMODB": local_endpoint,
+        "STREAMODEL_TEST_TEMPLATE": table_template,
+        "STREAMODEL_TEST_OUT": str(out),
+        "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "streamodel", "migrate", "shared_migrate_app:Shelf"]
+    command += ["--engine", "shared_migrate_app:engine", "--segments", str(SHARED_SEGMENTS)]
+    command += ["--group", name, "--failover", "3", "--progress", "off", "--log-level", "WARNING"]
+    store = StateStore(local, name)
+    store.setup()
+    scope = migration_scope(local.table_name(shelf), "Shelf@v2")
+    first = subprocess.Popen(
+        command,
+        env={**env, "STREAMODEL_TEST_GATE": "1"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    processes = [first]
+    try:
+        wait_for(
+            lambda: f"{first.pid} gate" in complete_lines(out) or first.poll() is not None,
+            timeout=60,
+            what="the first process holding its first upgrade",
+        )
+        assert first.poll() is None, first.communicate()[1].decode()
+        segments = {segment_id(i) for i in range(SHARED_SEGMENTS)}
+        assert _held_by(store, scope, first.pid) == segments
+        second = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(second)
+        wait_for(
+            lambda: bool(_held_by(store, scope, second.pid)) or second.poll() is not None,
+            timeout=60,
+            what="the second process taking a segment's lease",
+        )
+        _, first_err = first.communicate(b"go\n", timeout=120)
+        _, second_err = second.communicate(timeout=120)
+        assert first.returncode == 0, first_err.decode()
+        assert second.returncode == 0, second_err.decode()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    summaries = {str(first.pid): first_err.decode(), str(second.pid): second_err.decode()}
+    assert all("complete" in summary for summary in summaries.values()), summaries
+
+    stored = scan_raw(local, shelf, prefix)
+    assert set(stored) == keys
+    # Every item at version 2, upgraded (and so written) once.
+    assert sorted(k for k, item in stored.items() if item.get("_schema") != {"N": "2"}) == []
+    assert sorted(k for k, item in stored.items() if item.get("moves") != {"N": "1"}) == []
+    # "<pid> <key>" per upgrade run (the gate's line aside): one per item, each a write.
+    upgrades = [line.split() for line in complete_lines(out) if not line.endswith(" gate")]
+    assert Counter(key for _, key in upgrades) == dict.fromkeys(keys, 1)
+    writer = {key: pid for pid, key in upgrades}
+    finishers = {}
+    handed_over = 0
+    for index in range(SHARED_SEGMENTS):
+        scan = local.scan(shelf).consistent().segment(index, SHARED_SEGMENTS)
+        order = [writer[item.id] for item in scan]  # who wrote each item, in scan order
+        assert order, f"segment {index} holds no item: the test needs every segment to have some"
+        finishers[index] = order[-1]
+        # One process wrote the segment, apart from its first items if it was stolen from
+        # another that began it first (at most one page, from its start).
+        begun = order.index(order[-1])  # the items written before the finisher began
+        assert set(order[begun:]) == {order[-1]}, index
+        assert begun <= PAGE and len(set(order[:begun])) <= 1, index
+        handed_over += begun
+    # Both processes took part: each finished at least one segment.
+    assert set(finishers.values()) == set(summaries), finishers
+    # Each process read each item once, but those of a handover: read again (by the new
+    # owner) and left as they were, already at version 2.
+    read = sum(_count(r"(\d+) item\(s\) read", s) for s in summaries.values())
+    assert read == len(keys) + handed_over
+    current = sum(_count(r"(\d+) already current", s) for s in summaries.values())
+    assert current == handed_over
+    for pid, summary in summaries.items():
+        assert _count(r": (\d+) written", summary) == sum(1 for p, _ in upgrades if p == pid)
+    states = {sid: s for sid, s in store.load(scope).items() if not sid.startswith("~")}
+    assert {sid: s.checkpoint for sid, s in states.items()} == dict.fromkeys(segments, SHARD_END)
+    assert sum(s.records for s in states.values()) == len(keys)

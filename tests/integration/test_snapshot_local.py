@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import sys
 import threading
 import uuid
@@ -17,16 +18,18 @@ from streamodel import Column, Engine, Integer, String, new_base
 from streamodel.cli import main as cli_main
 from streamodel.stream import Change, Worker
 from streamodel.stream.checkpoints import SHARD_END
-from streamodel.stream.snapshot import SNAPSHOT_MARKER, snapshot_scope
+from streamodel.stream.snapshot import SNAPSHOT_MARKER, segment_id, snapshot_scope
 
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
+import shared_snapshot_app  # noqa: E402  (the shared-snapshot app's model)
 import snapshot_app  # noqa: E402  (the subprocess app's models, shared with these tests)
 from test_worker_local import (  # noqa: E402  (the worker tests' subprocess helpers)
     _assert_children_used,
     _kill_once_it_handles,
     _start_worker,
     _worker_env,
+    wait_for,
 )
 from written import complete_lines  # noqa: E402
 
@@ -197,3 +200,144 @@ def test_restarted_snapshot_skips_finished_segments(
     assert [c.key["id"] for c in second_got if not c.snapshot] == ["after-snapshot"]
     assert cli_main(["status", name, "--table-name-template", table_template]) == 0
     assert "snapshot of Parcel: 4/4 segments done" in capsys.readouterr().out
+
+
+SHARED_ITEMS = 300
+
+
+def _batch_write(engine: Engine, model: type[Any], requests: list[dict[str, Any]]) -> None:
+    """Send PutRequests and DeleteRequests with BatchWriteItem, 25 at a time."""
+    table = engine.table_name(model)
+    for start in range(0, len(requests), 25):
+        pending: dict[str, Any] = {table: requests[start : start + 25]}
+        while pending:
+            answer = engine.transport.call("dynamodb", "BatchWriteItem", {"RequestItems": pending})
+            pending = answer.get("UnprocessedItems") or {}
+
+
+def _segment_states(engine: Engine, name: str) -> dict[str, Any]:
+    """The lease items of group ``name``'s snapshot of Crate, by segment (marker left out)."""
+    scope = snapshot_scope(engine.stream_arn(shared_snapshot_app.Crate))
+    states = Worker(engine, group=name).store.load(scope)
+    return {sid: state for sid, state in states.items() if sid != SNAPSHOT_MARKER}
+
+
+def _held_by(engine: Engine, name: str, pid: int) -> set[str]:
+    """The snapshot segments whose lease the process ``pid`` holds (worker ids hold the pid)."""
+    states = _segment_states(engine, name)
+    return {sid for sid, state in states.items() if f":{pid}:" in (state.owner or "")}
+
+
+def test_two_processes_share_one_snapshot(
+    engine: Engine, local_endpoint: str, table_template: str, tmp_path: Path
+) -> None:
+    """Two `streamodel worker` processes of one group run one snapshot's segments at the
+    same time. Every item is delivered; each segment is delivered whole, each item once, by
+    one process, and each process does at least one segment; a finished segment is never
+    read again. The only repeats allowed are those of a handover: a segment's first items
+    (at most one batch) delivered by the process it was stolen from, before it noticed and
+    before the new owner began.
+
+    Nothing depends on timing: the first process takes every segment's lease and is held on
+    its first item (the app's gate) until the second one holds a lease of its own (stolen
+    from the first: leases balance by stealing the victim's highest segment, which the first
+    process, reading from the lowest, has not begun)."""
+    crate = shared_snapshot_app.Crate
+    engine.bind(crate)
+    # The table is shared by this test's runs on both transports: start from an empty one.
+    stale = [
+        {"DeleteRequest": {"Key": {"id": item["id"]}}}
+        for page in engine.scan(crate).consistent().project("keys").pages()
+        for item in page.get("Items", [])
+    ]
+    _batch_write(engine, crate, stale)
+    prefix = uuid.uuid4().hex[:8]
+    keys = {f"{prefix}-{n:04d}" for n in range(SHARED_ITEMS)}
+    _batch_write(
+        engine,
+        crate,
+        [{"PutRequest": {"Item": {"id": {"S": k}, "weight": {"N": "1"}}}} for k in sorted(keys)],
+    )
+    name = group()
+    out = tmp_path / "handled.txt"
+    env = _worker_env(engine, local_endpoint, table_template, name, out)
+    env["STREAMODEL_TEST_FAILOVER"] = "3"
+    command = [sys.executable, "-m", "streamodel", "worker", "shared_snapshot_app:worker"]
+    command += ["--until-caught-up", "--log-level", "WARNING"]
+    first = subprocess.Popen(
+        command,
+        env={**env, "STREAMODEL_TEST_GATE": "1"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    processes = [first]
+    try:
+        wait_for(
+            lambda: f"{first.pid} gate" in complete_lines(out) or first.poll() is not None,
+            timeout=60,
+            what="the first process holding its first snapshot item",
+        )
+        assert first.poll() is None, first.communicate()[1].decode()
+        segments = {segment_id(i) for i in range(shared_snapshot_app.SEGMENTS)}
+        assert _held_by(engine, name, first.pid) == segments
+        second = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(second)
+        wait_for(
+            lambda: bool(_held_by(engine, name, second.pid)) or second.poll() is not None,
+            timeout=60,
+            what="the second process taking a segment's lease",
+        )
+        _, first_err = first.communicate(b"go\n", timeout=120)
+        _, second_err = second.communicate(timeout=120)
+        assert first.returncode == 0, first_err.decode()
+        assert second.returncode == 0, second_err.decode()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    _assert_children_used(engine, out, processes=2)
+
+    # "<pid> <segment> s <key>" per snapshot delivery (the gate's line has two fields), in
+    # the order the two processes wrote them down.
+    lines = [line.split() for line in complete_lines(out)]
+    delivered = [fields for fields in lines if len(fields) == 4 and fields[2] == "s"]
+    assert {key for _, _, _, key in delivered} == keys
+
+    def keys_of(positions: list[int]) -> list[str]:
+        return [delivered[p][3] for p in positions]
+
+    finishers = {}
+    for index in range(shared_snapshot_app.SEGMENTS):
+        sid = segment_id(index)
+        scan = engine.scan(crate).consistent().segment(index, shared_snapshot_app.SEGMENTS)
+        order = [item.id for item in scan]  # the segment's items, in scan order
+        assert order, f"{sid} holds no item: the test needs every segment to have some"
+        got: dict[str, list[int]] = {}  # pid -> positions (in `delivered`) of its deliveries
+        for position, (pid, segment, _, _) in enumerate(delivered):
+            if segment == sid:
+                got.setdefault(pid, []).append(position)
+        # One process delivered the whole segment, each item once, in scan order.
+        (finisher,) = [pid for pid, positions in got.items() if keys_of(positions) == order]
+        finishers[sid] = finisher
+        # The other may have begun the segment after it was stolen, before it noticed: then
+        # it delivered the segment's first items (from its last checkpoint that landed: none
+        # here), at most one batch, all before the new owner began. Never anything else.
+        for pid, positions in got.items():
+            if pid != finisher:
+                assert keys_of(positions) == order[: len(positions)], (sid, pid)
+                assert len(positions) <= shared_snapshot_app.BATCH_SIZE, (sid, pid)
+                assert max(positions) < min(got[finisher]), (sid, pid)
+    # Both processes took part: each delivered at least one whole segment.
+    assert set(finishers.values()) == {str(first.pid), str(second.pid)}, finishers
+    states = _segment_states(engine, name)
+    assert {sid: s.checkpoint for sid, s in states.items()} == dict.fromkeys(segments, SHARD_END)
+    # The checkpointed counts hold each item once.
+    assert sum(s.records for s in states.values()) == len(keys)
