@@ -1,4 +1,4 @@
-"""The transport protocol: one method, wire dicts in and out."""
+"""The transport protocols: one method, wire dicts in and out (blocking, or awaited)."""
 
 from __future__ import annotations
 
@@ -18,5 +18,16 @@ class Transport(Protocol):
     """
 
     def call(self, service: Service, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send ``operation`` to ``service`` and return the parsed response."""
+        ...
+
+
+class AsyncTransport(Protocol):
+    """:class:`Transport`'s contract for asyncio: the same operations, parameters, results
+    and errors, awaited."""
+
+    async def call(
+        self, service: Service, operation: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
         """Send ``operation`` to ``service`` and return the parsed response."""
         ...

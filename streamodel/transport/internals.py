@@ -57,6 +57,19 @@ class HTTPSettings:
         proxy: str | None = self.session._proxy_config.proxy_url_for(url)
         return proxy
 
+    def proxy_headers_for(self, proxy_url: str) -> dict[str, str]:
+        """The headers botocore sends to ``proxy_url``: ``Proxy-Authorization`` (Basic) from
+        the credentials in the proxy URL, if any."""
+        headers: dict[str, str] = dict(self.session._proxy_config.proxy_headers_for(proxy_url))
+        return headers
+
+    @property
+    def proxies_config(self) -> dict[str, Any]:
+        """``Config(proxies_config=...)``: ``proxy_ca_bundle``, ``proxy_client_cert``,
+        ``proxy_use_forwarding_for_https``."""
+        settings: dict[str, Any] = dict(self.session._proxy_config.settings or {})
+        return settings
+
     def ca_bundle(self) -> str | None:
         """The CA file certificates are checked against, or ``None`` when ``verify=False``."""
         if self.verify is False:
@@ -89,6 +102,8 @@ def client_facts(client: Any) -> ClientFacts:
         events = meta.events._emitter
         events._handlers.prefix_search  # noqa: B018  # checked here, called per request
         session._proxy_config.proxy_url_for  # noqa: B018
+        session._proxy_config.proxy_headers_for  # noqa: B018
+        session._proxy_config.settings  # noqa: B018
         facts = ClientFacts(
             endpoint_url=str(meta.endpoint_url),
             region=str(meta.region_name),

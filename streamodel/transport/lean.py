@@ -16,6 +16,11 @@ everything else (``CreateTable``, ``DescribeTable``, ``UpdateTable``, TTL, ...) 
 a :class:`~streamodel.transport.BotocoreTransport` held inside, which keeps the lean path small
 and the rarely called operations exactly as botocore does them.
 
+:class:`LeanTransport` is the threads' shell around parts it shares with the asyncio one
+(:class:`~streamodel.transport.AsyncLeanTransport`): :mod:`~streamodel.transport.exchange`
+builds, signs and reads each request, :mod:`~streamodel.transport.http1`'s ``ResponseParser``
+frames answers, and :class:`LeanRoutes` works out each service's route from its client.
+
 There are no retries here: wrap the transport in
 :class:`~streamodel.transport.RetryingTransport` (``Engine`` does) so its policy is the only
 retry layer. Each HTTP exchange can be observed with ``on_request`` (see
@@ -25,26 +30,25 @@ retry layer. Each HTTP exchange can be observed with ``on_request`` (see
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-import botocore
 import botocore.awsrequest
-import botocore.exceptions
 
-from streamodel.exceptions import TransportError
-from streamodel.transport.answers import read_answer
 from streamodel.transport.base import Service
 from streamodel.transport.botocore import BotocoreTransport
-from streamodel.transport.errors import connection_error, proxy_refused
+from streamodel.transport.exchange import ENCODER as _ENCODER  # noqa: F401  # the tests' name
+from streamodel.transport.exchange import (
+    LEAN_OPERATIONS,
+    NETWORK_ERRORS,
+    SIGNING_NAME,
+    Exchange,
+    user_agent,
+)
 from streamodel.transport.internals import ClientFacts, InternalsChanged, client_facts, intercepted
-from streamodel.transport.json_shape import to_json_shape
 from streamodel.transport.observed import OnRequest, table_of
 from streamodel.transport.pool import ConnectionPool
 from streamodel.transport.signing import Signer
@@ -52,38 +56,14 @@ from streamodel.transport.signing import Signer
 __all__ = [
     "LEAN_OPERATIONS",
     "HTTPSender",
+    "LeanRoutes",
     "LeanTransport",
+    "Route",
 ]
 
 _log = logging.getLogger("streamodel.transport")
 
-LEAN_OPERATIONS: dict[Service, frozenset[str]] = {
-    "dynamodb": frozenset(
-        {
-            "GetItem",
-            "PutItem",
-            "UpdateItem",
-            "DeleteItem",
-            "BatchGetItem",
-            "BatchWriteItem",
-            "Query",
-            "Scan",
-            "TransactGetItems",
-            "TransactWriteItems",
-        }
-    ),
-    "dynamodbstreams": frozenset(
-        {"DescribeStream", "GetShardIterator", "GetRecords", "ListStreams"}
-    ),
-}
-"""The operations sent on the lean path; any other operation goes through botocore."""
-
-_TARGET_PREFIX: dict[Service, str] = {
-    "dynamodb": "DynamoDB_20120810.",
-    "dynamodbstreams": "DynamoDBStreams_20120810.",
-}
-_CONTENT_TYPE = "application/x-amz-json-1.0"
-_SIGNING_NAME = "dynamodb"  # botocore's signing name for both services
+SenderT = TypeVar("SenderT")
 
 
 class HTTPSender(Protocol):
@@ -123,16 +103,86 @@ class BotocoreHTTPSender:
         return response.status_code, response.headers, response.content
 
 
-class _Route(NamedTuple):
-    """How one service's lean requests go out."""
+class Route(Generic[SenderT]):
+    """How one service's lean requests go out: where, signed how, sent by what."""
 
-    url: str
-    facts: ClientFacts
-    signer: Signer
-    send: HTTPSender
+    __slots__ = ("facts", "send", "signer", "url")
+
+    def __init__(self, url: str, facts: ClientFacts, signer: Signer, send: SenderT) -> None:
+        self.url = url
+        self.facts = facts
+        self.signer = signer
+        self.send = send
 
 
-class LeanTransport:
+class LeanRoutes(Generic[SenderT]):
+    """What both lean transports share: the botocore transport held inside (control plane,
+    mocks, fallback) and each service's :class:`Route`, worked out from its client on first
+    use. A subclass says how requests are sent (:meth:`_sender_for`)."""
+
+    def __init__(
+        self,
+        session: Any = None,
+        *,
+        dynamodb: Any = None,
+        dynamodbstreams: Any = None,
+        endpoint_url: str | None = None,
+        on_request: OnRequest | None = None,
+        sender: SenderT | None = None,
+    ) -> None:
+        self.botocore = BotocoreTransport(
+            dynamodb, dynamodbstreams, endpoint_url=endpoint_url, session=session
+        )
+        self.on_request = on_request
+        self._sender = sender
+        self._routes: dict[Service, Route[SenderT] | None] = {}
+        self._lock = threading.Lock()
+        self._user_agent = user_agent()
+
+    @property
+    def connections_opened(self) -> int:
+        """New connections opened by the direct pools (what goes through a proxy is botocore's
+        and not counted); steady state opens none."""
+        return sum(
+            int(getattr(route.send, "opened", 0))
+            for route in self._routes.values()
+            if route is not None
+        )
+
+    def endpoint(self, service: Service) -> str | None:
+        """The URL ``service``'s lean requests go to (``None`` if they go through botocore)."""
+        route = self._routes[service] if service in self._routes else self._route(service)
+        return route.url if route is not None else None
+
+    def _sender_for(self, facts: ClientFacts, url: str) -> SenderT:
+        raise NotImplementedError
+
+    def _route(self, service: Service) -> Route[SenderT] | None:
+        """``service``'s route, worked out from its client on first use (which may make the
+        client: blocking); ``None`` when the lean path cannot be taken (botocore's internals
+        changed)."""
+        with self._lock:
+            if service in self._routes:
+                return self._routes[service]
+            try:
+                facts = client_facts(self.botocore.client(service))
+            except InternalsChanged as error:
+                _log.warning(
+                    "streamodel: the lean transport cannot read this botocore's internals "
+                    "(%s); every request goes through botocore instead",
+                    error,
+                )
+                # One warning: the other service goes the botocore way too from now on.
+                self._routes = {"dynamodb": None, "dynamodbstreams": None}
+                return None
+            url = facts.endpoint_url.rstrip("/") + "/"
+            send = self._sender if self._sender is not None else self._sender_for(facts, url)
+            route = Route(url, facts, Signer(facts.credentials, SIGNING_NAME, facts.region), send)
+            self._routes[service] = route
+            return route
+
+
+class LeanTransport(LeanRoutes[HTTPSender]):
     """Sends the data-plane and stream operations as signed JSON over a keep-alive pool.
 
     Everything about where and how to connect comes from the botocore clients it works with,
@@ -163,103 +213,22 @@ class LeanTransport:
     :data:`OnRequest`). ``sender`` replaces the HTTP layer (tests use a fake one).
     """
 
-    def __init__(
-        self,
-        session: Any = None,
-        *,
-        dynamodb: Any = None,
-        dynamodbstreams: Any = None,
-        endpoint_url: str | None = None,
-        on_request: OnRequest | None = None,
-        sender: HTTPSender | None = None,
-    ) -> None:
-        self.botocore = BotocoreTransport(
-            dynamodb, dynamodbstreams, endpoint_url=endpoint_url, session=session
-        )
-        self.on_request = on_request
-        self._sender = sender
-        self._routes: dict[Service, _Route | None] = {}
-        self._lock = threading.Lock()
-        self._user_agent = (
-            f"streamodel-lean botocore/{botocore.__version__} "
-            f"Python/{'.'.join(map(str, sys.version_info[:3]))}"
-        )
-
-    @property
-    def connections_opened(self) -> int:
-        """New connections opened by the direct pools (what goes through a proxy is botocore's
-        and not counted); steady state opens none."""
-        return sum(
-            route.send.opened
-            for route in self._routes.values()
-            if route is not None and isinstance(route.send, ConnectionPool)
-        )
-
-    def endpoint(self, service: Service) -> str | None:
-        """The URL ``service``'s lean requests go to (``None`` if they go through botocore)."""
-        route = self._routes[service] if service in self._routes else self._route(service)
-        return route.url if route is not None else None
-
-    def _route(self, service: Service) -> _Route | None:
-        """``service``'s route, worked out from its client on first use; ``None`` when the
-        lean path cannot be taken (botocore's internals changed)."""
-        with self._lock:
-            if service in self._routes:
-                return self._routes[service]
-            try:
-                facts = client_facts(self.botocore.client(service))
-            except InternalsChanged as error:
-                _log.warning(
-                    "streamodel: the lean transport cannot read this botocore's internals "
-                    "(%s); every request goes through botocore instead",
-                    error,
-                )
-                # One warning: the other service goes the botocore way too from now on.
-                self._routes = {"dynamodb": None, "dynamodbstreams": None}
-                return None
-            url = facts.endpoint_url.rstrip("/") + "/"
-            send = self._sender or _sender_for(facts, url)
-            route = _Route(url, facts, Signer(facts.credentials, _SIGNING_NAME, facts.region), send)
-            self._routes[service] = route
-            return route
-
     def call(self, service: Service, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         if operation not in LEAN_OPERATIONS[service]:
             return self.botocore.call(service, operation, params)
-        route = self._routes.get(service) if service in self._routes else self._route(service)
+        route = self._routes[service] if service in self._routes else self._route(service)
         if route is None or intercepted(route.facts, operation):
             return self.botocore.call(service, operation, params)
-        if operation == "TransactWriteItems" and "ClientRequestToken" not in params:
-            # botocore fills this idempotency token when it is missing; so do we.
-            params = {**params, "ClientRequestToken": str(uuid.uuid4())}
-        body = _ENCODER.encode(params).encode()
-        headers = {
-            "Content-Type": _CONTENT_TYPE,
-            "X-Amz-Target": _TARGET_PREFIX[service] + operation,
-            "Accept-Encoding": "identity",
-            "User-Agent": self._user_agent,
-        }
+        exchange = Exchange(route.url, service, operation, params, self._user_agent)
         started = time.perf_counter()
         consumed = None
         try:
+            exchange.sign(route.signer)
             try:
-                route.signer.sign(route.url, headers, body)
-            except botocore.exceptions.BotoCoreError as error:
-                # No credentials: as the botocore path reports it.
-                raise TransportError(
-                    f"{operation}: {error}", operation=operation, code=type(error).__name__
-                ) from error
-            try:
-                status, response_headers, raw = route.send(route.url, body, headers)
-            except (
-                OSError,
-                botocore.exceptions.HTTPClientError,
-                botocore.exceptions.ConnectionError,
-            ) as error:
-                raise connection_error(operation, route.url, error) from error
-            if status == 407:  # from a proxy forwarding plain HTTP
-                raise proxy_refused(operation, route.url)
-            result = read_answer(operation, status, response_headers, raw)
+                answer = route.send(route.url, exchange.body, exchange.headers)
+            except NETWORK_ERRORS as error:
+                raise exchange.lost(error) from error
+            result = exchange.answered(*answer)
             consumed = result.get("ConsumedCapacity")
             return result
         finally:
@@ -277,32 +246,19 @@ class LeanTransport:
                 close()
         self.botocore.close()
 
-
-def _sender_for(facts: ClientFacts, url: str) -> HTTPSender:
-    """A direct pool with the client's connection settings, or botocore's own HTTP session
-    when the client reaches ``url`` through a proxy."""
-    settings = facts.http
-    if settings.proxy_for(url) is not None:
-        return BotocoreHTTPSender(settings.session)
-    return ConnectionPool(
-        verify=settings.verify is not False,
-        ca_bundle=settings.ca_bundle(),
-        cert_file=settings.cert_file,
-        key_file=settings.key_file,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-        max_connections=settings.max_connections,
-        socket_options=settings.socket_options,
-    )
-
-
-# -- requests -----------------------------------------------------------------------------
-
-
-def _default(value: Any) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return str(to_json_shape(value))
-    raise TypeError(f"cannot send {type(value).__name__} to DynamoDB: {value!r}")
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default)
+    def _sender_for(self, facts: ClientFacts, url: str) -> HTTPSender:
+        """A direct pool with the client's connection settings, or botocore's own HTTP
+        session when the client reaches ``url`` through a proxy."""
+        settings = facts.http
+        if settings.proxy_for(url) is not None:
+            return BotocoreHTTPSender(settings.session)
+        return ConnectionPool(
+            verify=settings.verify is not False,
+            ca_bundle=settings.ca_bundle(),
+            cert_file=settings.cert_file,
+            key_file=settings.key_file,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_connections=settings.max_connections,
+            socket_options=settings.socket_options,
+        )

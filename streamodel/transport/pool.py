@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 
 from botocore.httpsession import create_urllib3_context
 
-from streamodel.transport.http1 import read_response
+from streamodel.transport.http1 import encode_request, read_response, request_head
 from streamodel.transport.internals import host_of
 
-__all__ = ["ConnectionPool"]
+__all__ = ["ConnectionPool", "tls_context"]
 
 _DEFAULT_SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
@@ -84,8 +84,7 @@ class ConnectionPool:
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
         connection = self._take(url)
-        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = connection.prefix + f"{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        request = encode_request(connection.prefix, headers, body)
         try:
             connection.sock.sendall(request)
             response = read_response(connection.sock)
@@ -146,28 +145,41 @@ class ConnectionPool:
             raise
         with self._lock:
             self.opened += 1
-        prefix = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host_of(url)}\r\n".encode()
-        return _Connection(sock, prefix)
+        return _Connection(sock, request_head(parts.path or "/", host_of(url)))
 
     def _tls(self) -> ssl.SSLContext:
-        """The TLS context, made once: botocore's defaults, its verification and client cert."""
+        """The TLS context, made once."""
         context = self._ssl_context
         if context is None:
-            context = create_urllib3_context()
-            if self._verify:
-                context.verify_mode = ssl.CERT_REQUIRED
-                context.check_hostname = True
-                if self._ca_bundle is None:
-                    context.load_default_certs()
-                else:
-                    context.load_verify_locations(cafile=self._ca_bundle)
-            else:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if self._cert_file is not None:
-                context.load_cert_chain(self._cert_file, self._key_file)
-            self._ssl_context = context
+            context = self._ssl_context = tls_context(
+                verify=self._verify,
+                ca_bundle=self._ca_bundle,
+                cert_file=self._cert_file,
+                key_file=self._key_file,
+            )
         return context
+
+
+def tls_context(
+    *, verify: bool, ca_bundle: str | None, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext:
+    """A client TLS context as botocore makes it (urllib3's defaults), verifying against
+    ``ca_bundle`` (the system's certificates when ``None``) unless ``verify`` is false, with
+    the client certificate ``cert_file``/``key_file`` if given. Both lean transports use it."""
+    context: ssl.SSLContext = create_urllib3_context()
+    if verify:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = True
+        if ca_bundle is None:
+            context.load_default_certs()
+        else:
+            context.load_verify_locations(cafile=ca_bundle)
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def _close_all(idle: dict[str, list[_Connection]]) -> None:

@@ -134,13 +134,35 @@ class Signer:
         # race only derives a key once more.
         self.last_key: tuple[str | None, str, bytes] | None = None
 
-    def sign(self, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-        """``headers`` plus ``X-Amz-Date``, ``X-Amz-Security-Token`` (with a session token)
-        and ``Authorization``, exactly as botocore's ``SigV4Auth.add_auth`` adds them.
-        ``headers`` is changed in place and returned."""
+    def may_refresh(self) -> bool:
+        """Whether freezing the credentials now may refresh them first, which can mean a
+        blocking call (STS, the instance metadata service, a ``credential_process``): an
+        asyncio shell freezes them in a thread then (:meth:`freeze`)."""
+        refresh_needed = getattr(self.credentials, "refresh_needed", None)
+        return refresh_needed is not None and bool(refresh_needed())
+
+    def freeze(self) -> botocore.credentials.ReadOnlyCredentials:
+        """The credentials to sign one request with (refreshed first if they are due),
+        as botocore's request signer freezes them; ``NoCredentialsError`` without any."""
         if self.credentials is None:
             raise botocore.exceptions.NoCredentialsError()
-        frozen = self.credentials.get_frozen_credentials()
+        return self.credentials.get_frozen_credentials()
+
+    def sign(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        frozen: botocore.credentials.ReadOnlyCredentials | None = None,
+    ) -> dict[str, str]:
+        """``headers`` plus ``X-Amz-Date``, ``X-Amz-Security-Token`` (with a session token)
+        and ``Authorization``, exactly as botocore's ``SigV4Auth.add_auth`` adds them, with
+        ``frozen`` credentials (by default :meth:`freeze`'s). ``headers`` is changed in place
+        and returned."""
+        if frozen is None:
+            if self.credentials is None:
+                raise botocore.exceptions.NoCredentialsError()
+            frozen = self.credentials.get_frozen_credentials()
         request = _Request(url, headers, body)
         _SigV4(frozen, self.service, self.region, host_of(url), self).add_auth(
             request  # type: ignore[arg-type]  # duck-typed: the parts add_auth uses
