@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from streamodel import requests, writes
+from streamodel import requests, steps, writes
 from streamodel._diff import key_of
 from streamodel.exceptions import (
     BatchWriteError,
@@ -27,6 +27,7 @@ from streamodel.exceptions import (
     ThrottledError,
 )
 from streamodel.models import BaseModel
+from streamodel.steps import Call, Steps
 from streamodel.transport.retry import AttemptsExhausted
 from streamodel.types import Wire
 
@@ -63,7 +64,10 @@ class BatchWriter:
     # -- planning ------------------------------------------------------------------------
     def put(self, objs: Sequence[BaseModel]) -> None:
         """Replace each object's stored item with the object (every column it holds)."""
-        self.write([writes.put(self.engine.table_name(type(o)), o) for o in objs])
+        steps.run(self.engine.transport, self.put_steps(objs))
+
+    def put_steps(self, objs: Sequence[BaseModel]) -> Steps[None]:
+        return self.write_steps([writes.put(self.engine.table_name(type(o)), o) for o in objs])
 
     def delete(self, objs: Sequence[BaseModel]) -> None:
         """Delete each object's item, unconditionally."""
@@ -72,6 +76,10 @@ class BatchWriter:
     def write(self, planned: Sequence[writes.Write]) -> None:
         """Send puts and unconditional deletes (every one announced before the first
         request), marking and signalling each object once DynamoDB accepted it."""
+        steps.run(self.engine.transport, self.write_steps(planned))
+
+    def write_steps(self, planned: Sequence[writes.Write]) -> Steps[None]:
+        """:meth:`write` as steps (any shell runs them)."""
         for write in planned:
             if write.kind not in ("put", "delete") or "ConditionExpression" in write.request:
                 raise InvalidConditionError(
@@ -81,19 +89,20 @@ class BatchWriter:
         entries = [_Entry(write) for write in planned]
         _refuse_duplicates(entries)
         for entry in entries:
-            entry.write.announce(self.engine)
-        self._write(entries)
+            yield from entry.write.announcements(self.engine)
+        yield from self._write(entries)
 
     # -- sending -------------------------------------------------------------------------
-    def _write(self, entries: list[_Entry]) -> None:
+    def _write(self, entries: list[_Entry]) -> Steps[None]:
         for start in range(0, len(entries), BATCH_WRITE_LIMIT):
             chunk = entries[start : start + BATCH_WRITE_LIMIT]
             try:
-                self._send(chunk)
+                yield from self._send(chunk)
             except Exception as error:
                 for entry in chunk:
                     if entry.done:
-                        entry.write.applied(self.engine)
+                        entry.write.mark()
+                        yield from entry.write.completions(self.engine)
                 missing = [e.write.obj for e in entries if not e.done]
                 # After a 5xx or a broken connection the last call may have landed.
                 unknown = (
@@ -109,9 +118,10 @@ class BatchWriter:
                     unknown=unknown,
                 ) from error
             for entry in chunk:
-                entry.write.applied(self.engine)
+                entry.write.mark()
+                yield from entry.write.completions(self.engine)
 
-    def _send(self, chunk: list[_Entry]) -> None:
+    def _send(self, chunk: list[_Entry]) -> Steps[None]:
         """One chunk, its unprocessed requests sent again until none are left: the resends and
         the retries of each request share the engine's attempts. Entries DynamoDB accepted are
         marked ``done``."""
@@ -123,8 +133,8 @@ class BatchWriter:
                 [(entry.table, entry.request()) for entry in pending.values()]
             )
             try:
-                with attempts.active():
-                    response = self.engine.transport.call("dynamodb", "BatchWriteItem", request)
+                with attempts.active():  # active in the shell's context while it sends
+                    response = yield Call("dynamodb", "BatchWriteItem", request)
             except AttemptsExhausted:
                 # What DynamoDB keeps leaving unprocessed is throttling by another name.
                 raise ThrottledError(

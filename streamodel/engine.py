@@ -7,21 +7,27 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from streamodel import requests, signals, steps, writes
-from streamodel._diff import fill, key_of, meta_of
+from streamodel import signals, steps
+from streamodel._diff import meta_of
 from streamodel.columns import Index
 from streamodel.conditions import Condition, Path
-from streamodel.entities import Collection, is_entity_item, table_shape
+from streamodel.entities import Collection, table_shape
 from streamodel.exceptions import (
     ConditionFailedError,
-    InvalidConditionError,
     InvalidModelError,
-    MissingObjectsError,
     StaleVersionError,
-    ThrottledError,
 )
 from streamodel.models import BaseModel
+from streamodel.operations import (
+    delete_steps,
+    model_objects,
+    save_steps,
+    update_conflict,
+    update_retrying,
+)
+from streamodel.reads import load_steps
 from streamodel.search import Search
+from streamodel.steps import Emit, Steps
 from streamodel.tables import bind_steps
 from streamodel.transport import (
     BotocoreTransport,
@@ -30,21 +36,51 @@ from streamodel.transport import (
     RetryPolicy,
     Transport,
 )
-from streamodel.transport.retry import AttemptsExhausted
-from streamodel.types import Wire
 
 if TYPE_CHECKING:
     from streamodel.stream import Stream
     from streamodel.transactions import ReadTransaction, WriteTransaction
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "TableNames", "models_to_bind"]
 
 M = TypeVar("M", bound=BaseModel)
 
-BATCH_GET_LIMIT = 100
+
+class TableNames:
+    """The table each model is stored in, for one engine (sync or asyncio), and what the
+    engine learnt about bound tables."""
+
+    def __init__(self, table_name_template: str | Callable[[type[BaseModel]], str]) -> None:
+        if isinstance(table_name_template, str) and "{table_name}" not in table_name_template:
+            raise ValueError(
+                f"{type(self).__name__}(table_name_template=...) must contain '{{table_name}}'"
+            )
+        self.table_name_template = table_name_template
+        # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
+        self._tables: dict[type[BaseModel], dict[str, Any]] = {}
+        # Names from a str template (fixed per template and model), computed once.
+        self._names: dict[tuple[str, type[BaseModel]], str] = {}
+
+    def table_name(self, model: type[BaseModel]) -> str:
+        """The table name this engine uses for ``model``."""
+        template = self.table_name_template
+        if callable(template):
+            return template(model)
+        name = self._names.get((template, model))
+        if name is None:
+            name = template.format(table_name=meta_of(model).table_name)
+            self._names[(template, model)] = name
+        return name
+
+    def bind_steps(self, model: type[BaseModel]) -> Steps[None]:
+        """Binding one model, as steps (any shell runs them)."""
+        name = self.table_name(model)
+        table = yield from bind_steps(table_shape(model), name)
+        self._tables[model] = {"name": name, "stream_arn": table.get("LatestStreamArn")}
+        yield Emit(signals.model_bound, model, {"engine": self, "model": model})
 
 
-class Engine:
+class Engine(TableNames):
     """Reads and writes model objects.
 
     ``Engine()`` uses boto3's default session and environment (``AWS_ENDPOINT_URL_DYNAMODB``
@@ -68,8 +104,7 @@ class Engine:
         transport: Transport | Literal["botocore", "lean"] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        if isinstance(table_name_template, str) and "{table_name}" not in table_name_template:
-            raise ValueError("Engine(table_name_template=...) must contain '{table_name}'")
+        super().__init__(table_name_template)
         # Lean by default; given boto3 clients are used as they are (their event hooks and
         # botocore's Stubber keep working), so they select the botocore transport, and the
         # environment's choice never overrides clients the program passed in.
@@ -102,11 +137,6 @@ class Engine:
         from streamodel.instrument import instrumented
 
         self.transport = instrumented(self.transport, self.retry)
-        self.table_name_template = table_name_template
-        # Per-engine facts about bound tables (names, stream ARNs); models stay untouched.
-        self._tables: dict[type[BaseModel], dict[str, Any]] = {}
-        # Names from a str template (fixed per template and model), computed once.
-        self._names: dict[tuple[str, type[BaseModel]], str] = {}
 
     def close(self) -> None:
         """Close the connections the transport keeps (clients passed in stay open). The engine
@@ -126,17 +156,6 @@ class Engine:
         self.close()
 
     # -- tables -----------------------------------------------------------------------
-    def table_name(self, model: type[BaseModel]) -> str:
-        """The table name this engine uses for ``model``."""
-        template = self.table_name_template
-        if callable(template):
-            return template(model)
-        name = self._names.get((template, model))
-        if name is None:
-            name = template.format(table_name=meta_of(model).table_name)
-            self._names[(template, model)] = name
-        return name
-
     def bind(
         self, model: type[BaseModel] | None = None, *, base: type[BaseModel] | None = None
     ) -> None:
@@ -149,23 +168,8 @@ class Engine:
         it gets the indexes of every one (same-named indexes must agree: one index serving
         several entities).
         """
-        if (model is None) == (base is None):
-            raise ValueError("bind() takes a model or base=, not both or neither")
-        root = model if model is not None else base
-        assert root is not None
-        if not (isinstance(root, type) and issubclass(root, BaseModel)):
-            raise InvalidModelError(f"bind() takes model classes, got {root!r}")
-        models = [m for m in _subclasses(root) if not meta_of(m).abstract]
-        if model is not None and meta_of(model).abstract:
-            raise InvalidModelError(f"{model.__name__} is abstract and has no table")
-        for m in models:
-            self._bind_one(m)
-
-    def _bind_one(self, model: type[BaseModel]) -> None:
-        name = self.table_name(model)
-        table = steps.run(self.transport, bind_steps(table_shape(model), name))
-        self._tables[model] = {"name": name, "stream_arn": table.get("LatestStreamArn")}
-        signals.model_bound.send(model, engine=self, model=model)
+        for m in models_to_bind(model, base):
+            steps.run(self.transport, self.bind_steps(m))
 
     def stream_arn(self, model: type[BaseModel]) -> str:
         """The table's latest stream ARN (described again when not known)."""
@@ -203,40 +207,19 @@ class Engine:
         ``replace=True`` writes each object as a whole item instead, replacing what is
         stored (``BatchWriteItem``, 25 per call; no conditions, versions or actions).
         """
-        if replace:
-            from streamodel.batch import BatchWriter
-
-            if condition is not None or atomic or actions or sync:
-                raise InvalidConditionError(
-                    "save(replace=True) writes whole items with BatchWriteItem, which takes "
-                    "no condition, atomic, actions or sync"
-                )
-            BatchWriter(self).put([_model_object(obj) for obj in objs])
-            return
-        planned = [
-            writes.save(
-                self.table_name(type(obj)),
-                obj,
+        steps.run(
+            self.transport,
+            save_steps(
+                self,
+                objs,
                 condition=condition,
                 atomic=atomic,
                 version_check=version_check,
-                actions=actions,
                 sync=sync,
-            )
-            for obj in map(_model_object, objs)
-        ]
-        for write in planned:
-            if sync or write.needed:
-                self._send(write, "UpdateItem")
-
-    def _send(self, write: writes.Write, operation: str) -> None:
-        """One object's write on its own: announced, sent, marked and signalled."""
-        write.announce(self)
-        try:
-            response = self.transport.call("dynamodb", operation, write.request)
-        except ConditionFailedError as error:
-            raise write.refused(error) from None
-        write.applied(self, response.get("Attributes"))
+                actions=actions,
+                replace=replace,
+            ),
+        )
 
     def delete(
         self,
@@ -250,24 +233,12 @@ class Engine:
         Several deletes without any condition go in ``BatchWriteItem`` calls (25 per call):
         a batch delete is exactly an unconditional ``DeleteItem``.
         """
-        planned = [
-            writes.delete(
-                self.table_name(type(obj)),
-                obj,
-                condition=condition,
-                atomic=atomic,
-                version_check=version_check,
-            )
-            for obj in map(_model_object, objs)
-        ]
-        plain = [w for w in planned if "ConditionExpression" not in w.request]
-        if len(plain) > 1:
-            from streamodel.batch import BatchWriter
-
-            BatchWriter(self).write(plain)
-            planned = [w for w in planned if "ConditionExpression" in w.request]
-        for write in planned:
-            self._send(write, "DeleteItem")
+        steps.run(
+            self.transport,
+            delete_steps(
+                self, objs, condition=condition, atomic=atomic, version_check=version_check
+            ),
+        )
 
     def update(
         self,
@@ -291,17 +262,10 @@ class Engine:
         :class:`MissingObjectsError`.
         """
         target = _model_object(obj)
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"update(retries=...) must be an int >= 0, got {retries!r}")
         versioned = meta_of(target).version is not None
-        import tenacity  # here: only updates and batch reads need it, not a cold start
+        import tenacity  # here: only updates need it, not a cold start
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(StaleVersionError),
-            stop=tenacity.stop_after_attempt(retries + 1),
-            wait=tenacity.wait_random_exponential(multiplier=backoff, max=max_backoff),
-            reraise=True,
-        )
+        retrying = tenacity.Retrying(**update_retrying(retries, backoff, max_backoff))
         for attempt in retrying:
             with attempt:
                 self.load(target, consistent=True)
@@ -311,13 +275,7 @@ class Engine:
                 except StaleVersionError:
                     raise
                 except ConditionFailedError as error:
-                    if versioned or not _changed_since_load(target, error.item):
-                        raise  # the caller's own condition failed: retrying cannot help
-                    raise StaleVersionError(
-                        f"{type(target).__name__}: the stored item changed since it was loaded",
-                        obj=target,
-                        item=error.item,
-                    ) from None
+                    raise update_conflict(target, versioned, error) from None
         return obj
 
     # -- reads ------------------------------------------------------------------------
@@ -327,78 +285,16 @@ class Engine:
 
         Every object found is filled; then :class:`MissingObjectsError` lists the others.
         """
-        wanted: dict[tuple[str, Any], list[BaseModel]] = {}
-        by_table: dict[str, list[dict[str, Wire]]] = {}
-        key_names: dict[str, list[str]] = {}  # per table, its key attributes
-        for obj in objs:
-            obj = _model_object(obj)
-            model = type(obj)
-            table = self.table_name(model)
-            key = key_of(obj)
-            ident = (table, _key_ident(key))
-            if ident not in wanted:
-                by_table.setdefault(table, []).append(key)
-            wanted.setdefault(ident, []).append(obj)
-            if table not in key_names:
-                key_names[table] = [c.dynamo_name for c in meta_of(model).keys]
-        found: set[int] = set()
-        loaded = signals.object_loaded
-        for table, item in self._fetch(by_table, consistent):
-            ident = (table, _key_ident({name: item[name] for name in key_names[table]}))
-            for obj in wanted.get(ident, []):
-                if not is_entity_item(type(obj), item):
-                    continue  # another entity's item under this key: not this object's
-                fill(obj, item)
-                if loaded.receivers:  # no receivers: no call, no keyword arguments
-                    loaded.send(type(obj), engine=self, obj=obj)
-                found.add(id(obj))
-        missing = [obj for group in wanted.values() for obj in group if id(obj) not in found]
-        if missing:
-            raise MissingObjectsError(f"{len(missing)} object(s) not found", objects=missing)
-
-    def _fetch(
-        self, by_table: dict[str, list[dict[str, Wire]]], consistent: bool
-    ) -> Iterator[tuple[str, dict[str, Wire]]]:
-        if sum(len(keys) for keys in by_table.values()) != 1:
-            return self._batch_get(by_table, consistent)
-        # One key: GetItem is the cheaper call (no batch envelope, nothing unprocessed).
-        ((table, (key,)),) = by_table.items()
-        request = requests.get_item(table, key, consistent=consistent)
-        item = self.transport.call("dynamodb", "GetItem", request).get("Item")
-        return iter([(table, item)] if item is not None else [])
-
-    def _batch_get(
-        self, by_table: dict[str, list[dict[str, Wire]]], consistent: bool
-    ) -> Iterator[tuple[str, dict[str, Wire]]]:
-        pending = [(table, key) for table, keys in by_table.items() for key in keys]
-        for start in range(0, len(pending), BATCH_GET_LIMIT):
-            chunk = pending[start : start + BATCH_GET_LIMIT]
-            request = requests.batch_get_item(chunk, consistent=consistent)
-            yield from self._batch_get_chunk(request["RequestItems"])
-
-    def _batch_get_chunk(self, request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Wire]]]:
-        """One BatchGetItem, its ``UnprocessedKeys`` sent again until none are left: the
-        resends and the retries of each request share the engine's attempts."""
-        attempts = self.retry.operation()
-        remaining = request
-        while remaining:
-            try:
-                with attempts.active():
-                    response = self.transport.call(
-                        "dynamodb", "BatchGetItem", {"RequestItems": remaining}
-                    )
-            except AttemptsExhausted:
-                # What DynamoDB keeps leaving unprocessed is throttling by another name.
-                count = sum(len(keys["Keys"]) for keys in remaining.values())
-                raise ThrottledError(
-                    f"BatchGetItem left {count} key(s) unprocessed after {attempts.taken} attempts",
-                    operation="BatchGetItem",
-                    code="UnprocessedKeys",
-                ) from None
-            for table, items in response.get("Responses", {}).items():
-                for item in items:
-                    yield table, item
-            remaining = response.get("UnprocessedKeys") or {}
+        steps.run(
+            self.transport,
+            load_steps(
+                self,
+                model_objects(objs),
+                consistent=consistent,
+                table_name=self.table_name,
+                retry=self.retry,
+            ),
+        )
 
     def query(self, model_or_index: type[BaseModel] | Index | Collection, **options: Any) -> Search:
         """A query on a table or index: ``engine.query(Model.index).key(Model.col == x)``;
@@ -433,29 +329,24 @@ class Engine:
         return Stream(self, model, position)
 
 
-def _changed_since_load(obj: BaseModel, item: Mapping[str, Wire] | None) -> bool:
-    """Whether the stored ``item`` differs from what ``obj`` last loaded."""
-    if item is None:
-        return True
-    snapshot = obj._sm_snapshot or {}
-    return any(item.get(name) != wire for name, wire in snapshot.items())
-
-
 def _model_object(obj: Any) -> BaseModel:
-    if not isinstance(obj, BaseModel):
-        raise TypeError(f"expected a model object, got {obj!r}")
-    if meta_of(obj).abstract:
-        raise InvalidModelError(f"{type(obj).__name__} is abstract and has no table")
-    return obj
+    (checked,) = model_objects([obj])
+    return checked
 
 
-def _key_ident(key: dict[str, Wire]) -> Any:
-    # Key values are S, N or B: one (tag, str or bytes) pair each, hashable as they are.
-    # Both keys compared are built in the model's key order (hash key first): no sorting.
-    try:
-        return tuple([(name, *wire.items()) for name, wire in key.items()])
-    except TypeError:  # an unexpected shape: compare its text
-        return repr([(name, sorted(wire.items())) for name, wire in key.items()])
+def models_to_bind(
+    model: type[BaseModel] | None, base: type[BaseModel] | None
+) -> list[type[BaseModel]]:
+    """``bind(Model)``: that model; ``bind(base=Base)``: every concrete subclass of it."""
+    if (model is None) == (base is None):
+        raise ValueError("bind() takes a model or base=, not both or neither")
+    root = model if model is not None else base
+    assert root is not None
+    if not (isinstance(root, type) and issubclass(root, BaseModel)):
+        raise InvalidModelError(f"bind() takes model classes, got {root!r}")
+    if model is not None and meta_of(model).abstract:
+        raise InvalidModelError(f"{model.__name__} is abstract and has no table")
+    return [m for m in _subclasses(root) if not meta_of(m).abstract]
 
 
 def _subclasses(root: type[BaseModel]) -> Iterable[type[BaseModel]]:

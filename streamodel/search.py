@@ -30,7 +30,7 @@ from streamodel.types import Wire
 if TYPE_CHECKING:
     from streamodel.engine import Engine
 
-__all__ = ["Results", "Search", "Token", "decode_token", "encode_token"]
+__all__ = ["Results", "Search", "Token", "decode_token", "encode_token", "next_page"]
 
 Token = dict[str, Any]
 TOKEN_VERSION = 1
@@ -382,15 +382,15 @@ class Search:
 
     def pages(self, *, count: bool = False) -> Iterator[dict[str, Any]]:
         """Every response page, following ``LastEvaluatedKey``; one page in memory at once."""
-        request = self.request(count=count)
-        operation = "Query" if self.mode == "query" else "Scan"
-        while True:
-            response = self.engine.transport.call("dynamodb", operation, request)
+        request: dict[str, Any] | None = self.request(count=count)
+        while request is not None:
+            response = self.engine.transport.call("dynamodb", self.operation, request)
             yield response
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return
-            request = {**request, "ExclusiveStartKey": last}
+            request = next_page(request, response)
+
+    @property
+    def operation(self) -> str:
+        return "Query" if self.mode == "query" else "Scan"
 
     def __iter__(self) -> Results:
         if self._projection == "count":
@@ -446,6 +446,16 @@ class Results(Iterator[Any]):
         self._done = False
         self.skipped = 0
         """Items of a collection's table that named no entity of the collection."""
+        self.send_loaded = True  # an asyncio shell sends object_loaded itself (awaited)
+        self._remaining = search._limit
+        self._stopped = False  # the limit was reached
+        projected = search._columns()
+        every = meta_of(search.model).columns
+        whole = len(projected) == len(every) and all(
+            a is b for a, b in zip(projected, every, strict=True)
+        )
+        # Whole items go through the model's compiled load.
+        self._projected: list[Column] | None = None if whole else projected
 
     def __iter__(self) -> Results:
         return self
@@ -466,56 +476,63 @@ class Results(Iterator[Any]):
         return encode_token(self._position)
 
     def _objects(self, pages: Iterator[dict[str, Any]]) -> Iterator[Any]:
-        search = self.search
-        projected = search._columns()
-        every = meta_of(search.model).columns
-        whole = len(projected) == len(every) and all(
-            a is b for a, b in zip(projected, every, strict=True)
-        )
-        # Whole items go through the model's compiled load.
-        columns: list[Column] | None = None if whole else projected
-        loaded = signals.object_loaded
-        remaining = search._limit
-        if remaining is not None and remaining <= 0:
+        if self._remaining is not None and self._remaining <= 0:
             self._done = True
             return
-        collection = search.collection
         for page in pages:
-            items = page.get("Items", [])
-            last = page.get("LastEvaluatedKey")
-            for i, item in enumerate(items):
-                if collection is not None:
-                    model = collection.route(item)
-                    if model is None:  # the filter keeps these out; an item written since
-                        collection.unknown(item, f"query of {collection!r}")
-                        self.skipped += 1
-                        if i == len(items) - 1:
-                            self._position, self._done, self._last_item = last, not last, None
-                        continue
-                    obj = load_new(model, item)
-                elif columns is None:
-                    obj = load_new(search.model, item)  # the model's compiled load
-                else:
-                    obj = new_instance(search.model)
-                    fill(obj, item, columns)
-                # The position moves before the object is handed out: a token read after
-                # it resumes after it. After a page's last item, DynamoDB's own key is
-                # further along (it skips what a filter dropped).
-                if i == len(items) - 1:
-                    self._position, self._done, self._last_item = last, not last, None
-                else:
-                    self._last_item = item
-                if loaded.receivers:  # no receivers: no call, no keyword arguments
-                    loaded.send(type(obj), engine=search.engine, obj=obj)
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        yield obj
-                        return
-                yield obj
-            if not items:
-                self._position, self._done, self._last_item = last, not last, None
+            yield from self.page_objects(page)
+            if self._stopped:
+                return
         self._done = True
+
+    def page_objects(self, page: Mapping[str, Any]) -> Iterator[Any]:
+        """The objects of one response page, in order (a shell that fetches pages its own
+        way, ``AsyncEngine``'s, feeds them here); stops early at the search's limit."""
+        search = self.search
+        collection = search.collection
+        loaded = signals.object_loaded
+        columns = self._projected
+        items = page.get("Items", [])
+        last = page.get("LastEvaluatedKey")
+        for i, item in enumerate(items):
+            if collection is not None:
+                model = collection.route(item)
+                if model is None:  # the filter keeps these out; an item written since
+                    collection.unknown(item, f"query of {collection!r}")
+                    self.skipped += 1
+                    if i == len(items) - 1:
+                        self._position, self._done, self._last_item = last, not last, None
+                    continue
+                obj = load_new(model, item)
+            elif columns is None:
+                obj = load_new(search.model, item)  # the model's compiled load
+            else:
+                obj = new_instance(search.model)
+                fill(obj, item, columns)
+            # The position moves before the object is handed out: a token read after
+            # it resumes after it. After a page's last item, DynamoDB's own key is
+            # further along (it skips what a filter dropped).
+            if i == len(items) - 1:
+                self._position, self._done, self._last_item = last, not last, None
+            else:
+                self._last_item = item
+            if self.send_loaded and loaded.receivers:  # none: no call, no keyword arguments
+                loaded.send(type(obj), engine=search.engine, obj=obj)
+            if self._remaining is not None:
+                self._remaining -= 1
+                if self._remaining == 0:
+                    self._stopped = True
+                    yield obj
+                    return
+            yield obj
+        if not items:
+            self._position, self._done, self._last_item = last, not last, None
+
+
+def next_page(request: dict[str, Any], response: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request of the page after ``response`` (``None`` after the last page)."""
+    last = response.get("LastEvaluatedKey")
+    return {**request, "ExclusiveStartKey": last} if last else None
 
 
 def _take(iterator: Iterator[Any], n: int) -> Iterator[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from streamodel import requests, signals, writes
+from streamodel import requests, signals, steps, writes
 from streamodel._diff import fill, is_stored, key_of, meta_of
 from streamodel.conditions import Condition, Path
 from streamodel.entities import is_entity_item
@@ -15,6 +15,7 @@ from streamodel.exceptions import (
     TransactionCanceledError,
 )
 from streamodel.models import BaseModel
+from streamodel.steps import Call, Emit, Steps
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
@@ -129,18 +130,23 @@ class WriteTransaction(_Transaction):
 
     def commit(self) -> None:
         """Send every item in one ``TransactWriteItems``; signals fire after it succeeded."""
+        steps.run(self.engine.transport, self.commit_steps())
+
+    def commit_steps(self) -> Steps[None]:
+        """:meth:`commit` as steps (any shell runs them)."""
         self.committed = True
         if not self._items:
             return
         for write in self._writes:
-            write.announce(self.engine)
+            yield from write.announcements(self.engine)
         request = requests.transact_write_items(self._items)
         try:
-            self.engine.transport.call("dynamodb", "TransactWriteItems", request)
+            yield Call("dynamodb", "TransactWriteItems", request)
         except TransactionCanceledError as error:
             raise _with_objects(error, [(w.kind, w.obj) for w in self._writes]) from None
         for write in self._writes:
-            write.applied(self.engine)
+            write.mark()
+            yield from write.completions(self.engine)
 
 
 class ReadTransaction(_Transaction):
@@ -159,12 +165,16 @@ class ReadTransaction(_Transaction):
 
     def commit(self) -> None:
         """Read every item in one ``TransactGetItems`` and fill the objects."""
+        steps.run(self.engine.transport, self.commit_steps())
+
+    def commit_steps(self) -> Steps[None]:
+        """:meth:`commit` as steps (any shell runs them)."""
         self.committed = True
         if not self._keys_in_order:
             return
         request = requests.transact_get_items(self._keys_in_order)
         try:
-            response = self.engine.transport.call("dynamodb", "TransactGetItems", request)
+            response = yield Call("dynamodb", "TransactGetItems", request)
         except TransactionCanceledError as error:
             raise _with_objects(error, [("load", o) for o in self._objs]) from None
         missing = []
@@ -174,7 +184,7 @@ class ReadTransaction(_Transaction):
                 missing.append(obj)
                 continue
             fill(obj, item)
-            signals.object_loaded.send(type(obj), engine=self.engine, obj=obj)
+            yield Emit(signals.object_loaded, type(obj), {"engine": self.engine, "obj": obj})
         if missing:
             raise MissingObjectsError(f"{len(missing)} object(s) not found", objects=missing)
 

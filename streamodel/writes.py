@@ -40,12 +40,13 @@ from streamodel.exceptions import (
 )
 from streamodel.models import BaseModel
 from streamodel.schema import check_values
+from streamodel.steps import Call, Emit, Steps
 from streamodel.types import Wire, wire_size
 
 if TYPE_CHECKING:
     from streamodel.engine import Engine
 
-__all__ = ["Write", "check", "delete", "put", "save", "stale_versions"]
+__all__ = ["Write", "check", "delete", "put", "save", "send_steps", "stale_versions"]
 
 Kind = Literal["save", "delete", "put", "check"]
 
@@ -100,29 +101,49 @@ class Write:
 
     def announce(self, engine: Engine) -> None:
         """``before_save`` / ``before_delete``: a receiver that raises stops the write."""
-        model = type(self.obj)
-        if self.kind in ("save", "put"):
-            if signals.before_save.receivers:  # the diff is built only for receivers
-                signals.before_save.send(model, engine=engine, obj=self.obj, diff=self.diff)
-        elif self.kind == "delete":
-            signals.before_delete.send(model, engine=engine, obj=self.obj)
+        for emit in self.announcements(engine):
+            emit.send()
 
     def applied(self, engine: Engine, returned: Mapping[str, Wire] | None = None) -> None:
         """DynamoDB accepted the write: mark the object (``returned`` is what an
         ``UpdateItem`` read back), then ``object_saved`` / ``object_deleted``."""
-        model, obj = type(self.obj), self.obj
+        self.mark(returned)
+        for emit in self.completions(engine):
+            emit.send()
+
+    def announcements(self, engine: Any) -> list[Emit]:
+        """The signals to send before the write (``before_save`` / ``before_delete``)."""
+        model = type(self.obj)
+        if self.kind in ("save", "put"):
+            if signals.before_save.receivers:  # the diff is built only for receivers
+                kwargs = {"engine": engine, "obj": self.obj, "diff": self.diff}
+                return [Emit(signals.before_save, model, kwargs)]
+        elif self.kind == "delete" and signals.before_delete.receivers:
+            return [Emit(signals.before_delete, model, {"engine": engine, "obj": self.obj})]
+        return []
+
+    def mark(self, returned: Mapping[str, Wire] | None = None) -> None:
+        """DynamoDB accepted the write: the object is saved (with what an ``UpdateItem``
+        read back), put or deleted."""
         if self.kind == "save":
             assert self.plan is not None
             mark_saved(self.plan, returned)
         elif self.kind == "put":
-            _mark_put(obj, self.request)
+            _mark_put(self.obj, self.request)
         elif self.kind == "delete":
-            mark_deleted(obj)
+            mark_deleted(self.obj)
+
+    def completions(self, engine: Any) -> list[Emit]:
+        """The signals to send once the write is applied (``object_saved`` /
+        ``object_deleted``)."""
+        model, obj = type(self.obj), self.obj
         if self.kind in ("save", "put"):
             if signals.object_saved.receivers:
-                signals.object_saved.send(model, engine=engine, obj=obj, diff=self.diff)
-        elif self.kind == "delete":
-            signals.object_deleted.send(model, engine=engine, obj=obj)
+                kwargs = {"engine": engine, "obj": obj, "diff": self.diff}
+                return [Emit(signals.object_saved, model, kwargs)]
+        elif self.kind == "delete" and signals.object_deleted.receivers:
+            return [Emit(signals.object_deleted, model, {"engine": engine, "obj": obj})]
+        return []
 
     def refused(self, error: ConditionFailedError) -> ConditionFailedError:
         """The error a refused condition means for this object: a ``StaleVersionError`` when
@@ -140,6 +161,19 @@ class Write:
                     item=item,
                 )
         return ConditionFailedError(f"{name}: the write's condition failed", obj=obj, item=item)
+
+
+def send_steps(write: Write, engine: Any, operation: str) -> Steps[None]:
+    """One object's write on its own: announced, sent, marked and signalled (any shell)."""
+    for emit in write.announcements(engine):
+        yield emit
+    try:
+        response = yield Call("dynamodb", operation, write.request)
+    except ConditionFailedError as error:
+        raise write.refused(error) from None
+    write.mark(response.get("Attributes"))
+    for emit in write.completions(engine):
+        yield emit
 
 
 def stale_versions(obj: BaseModel, item: Mapping[str, Wire] | None) -> tuple[Any, Any] | None:
