@@ -169,6 +169,12 @@ class SegmentScan:
             if sid is None:
                 return None
             buffer = self.buffers.get(sid)
+            if sid not in self.next_start and not self.leases.refresh(sid):
+                # Before a segment's first page: is it still ours? A peer may have taken it
+                # since the last lease round; reading it would deliver its items twice.
+                self.forget(sid)
+                ready.remove(sid)
+                continue
             if not buffer:
                 self._fetch(sid)
                 buffer = self.buffers[sid]
