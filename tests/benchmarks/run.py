@@ -17,6 +17,12 @@ Measures, on one 11-attribute model (strings, int, Decimal, bool, aware datetime
 * cold start: process start to the first answered ``GetItem``, a child process per run, for
   streamodel, raw boto3 and PynamoDB.
 
+Then, each in a process of its own: ``snapshot_bench.py`` (snapshots and migrations),
+``async_transport.py`` (the asyncio transport's HTTP layer against aiohttp and httpx, client
+CPU against a stub) and ``aio_bench.py`` (``AsyncEngine`` against aioboto3, aiodynamo and the
+sync ``Engine`` on threads: loads at 1 to 256 in flight, client CPU against a stub, 10,000
+concurrent saves); ``--no-aio`` skips the last two, ``--scaling`` adds ``scaling.py``.
+
 Usage: ``python tests/benchmarks/run.py [--n 500] [--write docs/performance.md]``
 (``BENCH_N`` also sets N). The default run takes about four minutes on two cores.
 """
@@ -1433,6 +1439,11 @@ def main(argv: list[str] | None = None) -> int:
         "--scaling", action="store_true", help="also run tests/benchmarks/scaling.py"
     )
     parser.add_argument(
+        "--no-aio",
+        action="store_true",
+        help="skip tests/benchmarks/async_transport.py and aio_bench.py (asyncio)",
+    )
+    parser.add_argument(
         "--tls-rounds", type=int, default=2, help="timed rounds of the TLS section (0: skip)"
     )
     parser.add_argument(
@@ -1558,6 +1569,18 @@ def main(argv: list[str] | None = None) -> int:
         snapshot = [sys.executable, str(Path(__file__).with_name("snapshot_bench.py"))]
         snapshot += ["--items", str(args.snapshot_items), "--memory", str(args.snapshot_memory)]
         status = subprocess.call(snapshot + (["--write", str(args.write)] if args.write else []))
+        if status:
+            return status
+    if not args.no_aio:
+        # asyncio (issue #15): the transport's own HTTP layer against aiohttp and httpx, then
+        # AsyncEngine against aioboto3, aiodynamo and the sync Engine on threads (which
+        # writes its section of the report).
+        here = Path(__file__)
+        status = subprocess.call([sys.executable, str(here.with_name("async_transport.py"))])
+        if status:
+            return status
+        aio = [sys.executable, str(here.with_name("aio_bench.py"))]
+        status = subprocess.call(aio + (["--write", str(args.write)] if args.write else []))
         if status:
             return status
     if args.scaling:
