@@ -213,11 +213,13 @@ def _state_store(args: argparse.Namespace) -> Any:
 
 
 def add_worker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``streamodel worker MODULE:ATTR``: run the Worker found there until SIGTERM/SIGINT."""
+    """``streamodel worker MODULE:ATTR``: run the Worker (or AsyncWorker) found there until
+    SIGTERM/SIGINT."""
     parser = subparsers.add_parser(
         "worker",
-        help="run a streamodel Worker (MODULE:ATTR) until SIGTERM or Ctrl-C",
-        description="Import MODULE:ATTR, which must be a streamodel.stream.Worker, and run it.",
+        help="run a streamodel Worker or AsyncWorker (MODULE:ATTR) until SIGTERM or Ctrl-C",
+        description="Import MODULE:ATTR, which must be a streamodel.stream.Worker or a "
+        "streamodel.aio.AsyncWorker, and run it (an AsyncWorker on its own event loop).",
     )
     parser.add_argument("target", metavar="MODULE:ATTR", help="where the Worker is defined")
     parser.add_argument("--group", default=None, help="override the worker's group")
@@ -249,13 +251,16 @@ def _port(text: str) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a worker; exit 0 after a clean stop (its checkpoints are written by then)."""
+    """Run a worker (a ``Worker``, or an ``AsyncWorker`` on its own event loop); exit 0 after
+    a clean stop (its checkpoints are written by then)."""
     from streamodel.stream import Worker
 
     _configure_logging(args.log_level)
     worker = load_object(args.target)
-    if not isinstance(worker, Worker):
-        raise CLIError(f"{args.target} is a {type(worker).__name__}, not a streamodel Worker")
+    if not isinstance(worker, Worker) and not _is_async_worker(worker):
+        raise CLIError(
+            f"{args.target} is a {type(worker).__name__}, not a streamodel Worker or AsyncWorker"
+        )
     if args.group:
         worker.group = args.group
     if args.metrics_port is not None:
@@ -266,8 +271,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 "--metrics-port needs prometheus_client: pip install 'streamodel[metrics]'"
             )
         worker.metrics_port = args.metrics_port
-    worker.run(until_caught_up=args.until_caught_up)
+    if isinstance(worker, Worker):
+        worker.run(until_caught_up=args.until_caught_up)
+    else:
+        import asyncio
+
+        asyncio.run(_run_async_worker(worker, until_caught_up=args.until_caught_up))
     return 0
+
+
+def _is_async_worker(obj: Any) -> bool:
+    """Whether ``obj`` is a ``streamodel.aio.AsyncWorker`` (without importing asyncio's side
+    of streamodel for a sync worker)."""
+    module = sys.modules.get("streamodel.aio.worker")
+    return module is not None and isinstance(obj, module.AsyncWorker)
+
+
+async def _run_async_worker(worker: Any, *, until_caught_up: bool) -> None:
+    """Run an ``AsyncWorker``, then close its engine's connections (on this loop)."""
+    try:
+        await worker.run(until_caught_up=until_caught_up)
+    finally:
+        await worker.engine.close()
 
 
 def add_tail_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,8 +1,8 @@
 """The dispatcher: which handlers a change goes to, and what happens when one keeps failing.
 
 One :class:`Dispatcher` serves every shell that delivers changes (:class:`~streamodel.stream.
-Worker`, the Lambda handler, and later ``AsyncWorker``), so they route, retry and dead-letter
-alike. Its decisions are pure, with no I/O:
+Worker`, the Lambda handler and :class:`~streamodel.aio.AsyncWorker`), so they route, retry
+and dead-letter alike. Its decisions are pure, with no I/O:
 
 - :meth:`Dispatcher.plan`: the steps for one change. Every plain handler ``fn(change)`` is a
   step of its own; the transactional handlers ``fn(change, tx)`` share one last step, whose
@@ -15,18 +15,21 @@ alike. Its decisions are pure, with no I/O:
   :class:`DeadLetterInfo` for a change that failed every attempt, or for a record that does not
   fit its model.
 
-:meth:`Dispatcher.run` is the one place that calls handlers (synchronously); it returns a
-:class:`DispatchResult` and never writes a dead letter itself: what to do with the failures
-(store them, count invocations, stop) is the calling shell's business. An async shell reuses
-everything above and has its own ``run`` that awaits.
+:meth:`Dispatcher.delivery` is the delivery of one plan as a generator of decisions (try this
+step, back off this long), written once; :meth:`Dispatcher.run` drives it calling handlers
+synchronously, :meth:`Dispatcher.arun` awaiting them (coroutine handlers are awaited, plain
+ones called; the transaction's commit is awaited). Both return a :class:`DispatchResult` and
+never write a dead letter: what to do with the failures (store them, count invocations,
+stop) is the calling shell's business.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -35,6 +38,8 @@ from streamodel.models import BaseModel
 from streamodel.stream.records import EVENTS, Change, Event
 
 __all__ = [
+    "Attempt",
+    "Backoff",
     "DeadLetterInfo",
     "DispatchResult",
     "Dispatcher",
@@ -103,6 +108,22 @@ class Plan:
 
     change: Change
     steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A decision of :meth:`Dispatcher.delivery`: try ``step`` once; the driver sends back
+    ``None`` when it succeeded, else the error it raised."""
+
+    step: Step
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A decision of :meth:`Dispatcher.delivery`: wait ``seconds`` (a stop request may cut
+    it short) before the next attempt."""
+
+    seconds: float
 
 
 @dataclass
@@ -255,6 +276,46 @@ class Dispatcher:
             dict(error.record),
         )
 
+    # -- one delivery, as decisions (pure) ---------------------------------------------------
+    def delivery(
+        self,
+        plan: Plan,
+        *,
+        attempts: int | None = None,
+        stopping: Callable[[], bool] = _never,
+    ) -> Generator[Attempt | Backoff, BaseException | None, DispatchResult]:
+        """Deliver ``plan``: yields :class:`Attempt` (the driver tries the step and sends back
+        ``None`` or the error) and :class:`Backoff` (the driver waits); returns the
+        :class:`DispatchResult`. Every step is tried up to ``attempts`` (``max_attempts``)
+        times; ``stopping()`` true after a failure, or after the backoff, ends the retries
+        (the result is ``stopped``). Written once for :meth:`run` and :meth:`arun`."""
+        limit = attempts or self.max_attempts
+        result = DispatchResult()
+        for step in plan.steps:
+            tries = 0
+            while True:
+                tries += 1
+                if tries > 1:
+                    result.retries += 1
+                error = yield Attempt(step)
+                if error is None:
+                    break
+                verdict = self.verdict(tries, limit=limit)
+                if verdict == "retry" and not stopping():
+                    yield Backoff(self.backoff(tries))
+                    if not stopping():
+                        continue
+                if verdict == "retry":  # a stop request: neither delivered nor dead
+                    result.delivered, result.stopped = False, True
+                    return result
+                self._log_exhausted(plan.change, step, tries, error)
+                result.delivered = False
+                result.failures.append(self.exhausted(plan.change, error, tries))
+                if verdict == "stop":
+                    return result
+                break
+        return result
+
     # -- the synchronous run ----------------------------------------------------------------
     def run(
         self,
@@ -273,33 +334,22 @@ class Dispatcher:
         failure (or after the backoff, which ``pause`` may cut short) ends the retries: the
         result is ``stopped``. Nothing here writes a dead letter.
         """
-        limit = attempts or self.max_attempts
-        result = DispatchResult()
-        for step in plan.steps:
-            tries = 0
-            while True:
-                tries += 1
-                if tries > 1:
-                    result.retries += 1
-                try:
-                    self._call(plan.change, step, transaction, seal)
-                    break
-                except Exception as error:
-                    verdict = self.verdict(tries, limit=limit)
-                    if verdict == "retry" and not stopping():
-                        pause(self.backoff(tries))
-                        if not stopping():
-                            continue
-                    if verdict == "retry":  # a stop request: neither delivered nor dead
-                        result.delivered, result.stopped = False, True
-                        return result
-                    self._log_exhausted(plan.change, step, tries)
-                    result.delivered = False
-                    result.failures.append(self.exhausted(plan.change, error, tries))
-                    if verdict == "stop":
-                        return result
-                    break
-        return result
+        decisions = self.delivery(plan, attempts=attempts, stopping=stopping)
+        outcome: BaseException | None = None
+        while True:
+            try:
+                decision = decisions.send(outcome)
+            except StopIteration as done:
+                result: DispatchResult = done.value
+                return result
+            outcome = None
+            if isinstance(decision, Backoff):
+                pause(decision.seconds)
+                continue
+            try:
+                self._call(plan.change, decision.step, transaction, seal)
+            except Exception as error:  # the decisions say what comes next
+                outcome = error
 
     @staticmethod
     def _call(
@@ -318,7 +368,63 @@ class Dispatcher:
             seal(tx)
         tx.commit()
 
-    def _log_exhausted(self, change: Change, step: Step, tries: int) -> None:
+    # -- the asyncio run ----------------------------------------------------------------------
+    async def arun(
+        self,
+        plan: Plan,
+        *,
+        transaction: Callable[[], Any],
+        commit: Callable[[Any], Awaitable[Any]],
+        seal: Seal | None = None,
+        attempts: int | None = None,
+        stopping: Callable[[], bool] = _never,
+        pause: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> DispatchResult:
+        """:meth:`run` for asyncio: the same decisions, awaited. A handler's result is
+        awaited when it is awaitable (``async def`` handlers), so plain handlers and
+        coroutine ones mix. The transactional step awaits ``commit(tx)`` (after ``seal(tx)``
+        when given) where :meth:`run` calls ``tx.commit()``; ``pause`` is awaited between
+        attempts (default ``asyncio.sleep``)."""
+        if pause is None:
+            import asyncio  # here: the sync shells never pay for importing asyncio
+
+            pause = asyncio.sleep
+        decisions = self.delivery(plan, attempts=attempts, stopping=stopping)
+        outcome: BaseException | None = None
+        while True:
+            try:
+                decision = decisions.send(outcome)
+            except StopIteration as done:
+                result: DispatchResult = done.value
+                return result
+            outcome = None
+            if isinstance(decision, Backoff):
+                await pause(decision.seconds)
+                continue
+            try:
+                await self._acall(plan.change, decision.step, transaction, seal, commit)
+            except Exception as error:  # the decisions say what comes next
+                outcome = error
+
+    @staticmethod
+    async def _acall(
+        change: Change,
+        step: Step,
+        transaction: Callable[[], Any],
+        seal: Seal | None,
+        commit: Callable[[Any], Awaitable[Any]],
+    ) -> None:
+        if not step.transactional:
+            await _settled(step.subscriptions[0].handler(change))
+            return
+        tx = transaction()
+        for subscription in step.subscriptions:
+            await _settled(subscription.handler(change, tx))
+        if seal is not None:
+            seal(tx)
+        await commit(tx)
+
+    def _log_exhausted(self, change: Change, step: Step, tries: int, error: BaseException) -> None:
         logger.error(
             "worker %s: handler %s failed %d times on %s %s",
             self.group,
@@ -326,7 +432,7 @@ class Dispatcher:
             tries,
             change.shard_id,
             change.sequence_number,
-            exc_info=True,
+            exc_info=error,
             extra={
                 "group": self.group,
                 "model": change.model.__name__,
@@ -335,3 +441,10 @@ class Dispatcher:
                 "attempts": tries,
             },
         )
+
+
+async def _settled(result: Any) -> None:
+    """Await what a handler returned when it is awaitable (an ``async def`` handler's
+    coroutine); a plain handler's result is left as it is."""
+    if inspect.isawaitable(result):
+        await result

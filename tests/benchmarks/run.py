@@ -21,7 +21,8 @@ Then, each in a process of its own: ``snapshot_bench.py`` (snapshots and migrati
 ``async_transport.py`` (the asyncio transport's HTTP layer against aiohttp and httpx, client
 CPU against a stub) and ``aio_bench.py`` (``AsyncEngine`` against aioboto3, aiodynamo and the
 sync ``Engine`` on threads: loads at 1 to 256 in flight, client CPU against a stub, 10,000
-concurrent saves); ``--no-aio`` skips the last two, ``--scaling`` adds ``scaling.py``.
+concurrent saves) and ``aio_worker_bench.py`` (stream replay, ``AsyncWorker`` against
+``Worker``); ``--no-aio`` skips the asyncio ones, ``--scaling`` adds ``scaling.py``.
 
 Usage: ``python tests/benchmarks/run.py [--n 500] [--write docs/performance.md]``
 (``BENCH_N`` also sets N). The default run takes about four minutes on two cores.
@@ -1581,6 +1582,10 @@ def main(argv: list[str] | None = None) -> int:
             return status
         aio = [sys.executable, str(here.with_name("aio_bench.py"))]
         status = subprocess.call(aio + (["--write", str(args.write)] if args.write else []))
+        if status:
+            return status
+        # Stream replay: AsyncWorker vs Worker with the same handlers (printed only).
+        status = subprocess.call([sys.executable, str(here.with_name("aio_worker_bench.py"))])
         if status:
             return status
     if args.scaling:
