@@ -3,11 +3,13 @@
 
 A :class:`Write` is made by :func:`save`, :func:`delete`, :func:`put` or :func:`check`:
 the object is validated and planned (:mod:`streamodel._diff`) and its request is built
-(:mod:`streamodel.requests`). The shell that sends it, alone or bundled with others, then
-calls :meth:`Write.announce` before sending (``before_save``/``before_delete``), and
-:meth:`Write.applied` after DynamoDB accepted it (the object is marked saved or deleted, then
-``object_saved``/``object_deleted``), or turns a refused condition into the error to raise with
-:meth:`Write.refused`. Nothing here sends anything.
+(:mod:`streamodel.requests`). The operation that sends it, alone or bundled with others
+(written as :mod:`streamodel.steps`, so for every shell), yields
+:meth:`Write.announcements` before sending (``before_save``/``before_delete``), then
+:meth:`Write.mark` and :meth:`Write.completions` after DynamoDB accepted it (the object is
+marked saved or deleted, then ``object_saved``/``object_deleted``), or turns a refused
+condition into the error to raise with :meth:`Write.refused`. :func:`send_steps` is one
+write on its own. Nothing here sends anything.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from streamodel.steps import Call, Emit, Steps
 from streamodel.types import Wire, wire_size
 
 if TYPE_CHECKING:
-    from streamodel.engine import Engine
+    pass
 
 __all__ = ["Write", "check", "delete", "put", "save", "send_steps", "stale_versions"]
 
@@ -98,18 +100,6 @@ class Write:
             and plan.condition is None
             and is_stored(self.obj)
         )
-
-    def announce(self, engine: Engine) -> None:
-        """``before_save`` / ``before_delete``: a receiver that raises stops the write."""
-        for emit in self.announcements(engine):
-            emit.send()
-
-    def applied(self, engine: Engine, returned: Mapping[str, Wire] | None = None) -> None:
-        """DynamoDB accepted the write: mark the object (``returned`` is what an
-        ``UpdateItem`` read back), then ``object_saved`` / ``object_deleted``."""
-        self.mark(returned)
-        for emit in self.completions(engine):
-            emit.send()
 
     def announcements(self, engine: Any) -> list[Emit]:
         """The signals to send before the write (``before_save`` / ``before_delete``)."""
