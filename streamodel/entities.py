@@ -329,26 +329,3 @@ def _index_spec(index: Any) -> tuple[Any, ...]:
         else tuple(sorted(c.dynamo_name for c in index.included))
     )
     return (index.kind, key(index.hash_key), key(index.range_key), projection)
-
-
-def entity_meta_options(cls: type, meta: Any, columns: Mapping[str, Any]) -> tuple[str, str, bool]:
-    """``Meta.entity`` and ``Meta.entity_attribute``, checked; and whether the entity was
-    declared (rather than defaulted to the class name)."""
-    name = cls.__name__
-    declared = "entity" in meta.__dict__
-    entity = meta.__dict__.get("entity", name)
-    if not isinstance(entity, str) or not entity:
-        raise InvalidModelError(f"{name}.Meta.entity must be a non-empty string, got {entity!r}")
-    attribute = meta.__dict__.get("entity_attribute", DEFAULT_ENTITY_ATTRIBUTE)
-    if not isinstance(attribute, str) or not attribute:
-        raise InvalidModelError(
-            f"{name}.Meta.entity_attribute must be a non-empty string, got {attribute!r}"
-        )
-    for column in columns.values():
-        if column.dynamo_name == attribute:
-            raise InvalidModelError(
-                f"{name}.Meta.entity_attribute: column {column.name!r} is stored as "
-                f"{attribute!r}, the attribute that holds each item's entity name; rename "
-                "the column (Column(..., name=...)) or set Meta.entity_attribute"
-            )
-    return entity, attribute, declared

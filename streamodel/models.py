@@ -242,7 +242,7 @@ def _setup_model(cls: type[BaseModel]) -> None:
     if not isinstance(table_name, str) or not table_name:
         raise InvalidModelError(f"{name}.Meta.table_name must be a non-empty string")
     schema_version, upgrades, schema_attribute = _schema_options(cls, meta, columns)
-    entity, entity_attribute, entity_declared = entities.entity_meta_options(cls, meta, columns)
+    entity, entity_attribute, entity_declared = _entity_options(cls, meta, columns)
     if entity_attribute == schema_attribute:
         raise InvalidModelError(
             f"{name}.Meta: entity_attribute and schema_version_attribute are both "
@@ -326,19 +326,50 @@ def _schema_options(
             raise InvalidModelError(
                 f"{name}.Meta.upgrades[{k}] must be a function item -> item, got {upgrades[k]!r}"
             )
-    attribute = meta.__dict__.get("schema_version_attribute", DEFAULT_SCHEMA_VERSION_ATTRIBUTE)
+    attribute = _reserved_attribute(
+        cls,
+        meta,
+        columns,
+        "schema_version_attribute",
+        DEFAULT_SCHEMA_VERSION_ATTRIBUTE,
+        "schema version",
+    )
+    return version, {k: upgrades[k] for k in expected}, attribute
+
+
+def _entity_options(cls: type, meta: Any, columns: dict[str, Column]) -> tuple[str, str, bool]:
+    """``Meta.entity`` and ``Meta.entity_attribute`` (see :mod:`streamodel.entities`),
+    checked; and whether the entity was declared (rather than defaulted to the class name)."""
+    name = cls.__name__
+    declared = "entity" in meta.__dict__
+    entity = meta.__dict__.get("entity", name)
+    if not isinstance(entity, str) or not entity:
+        raise InvalidModelError(f"{name}.Meta.entity must be a non-empty string, got {entity!r}")
+    attribute = _reserved_attribute(
+        cls, meta, columns, "entity_attribute", entities.DEFAULT_ENTITY_ATTRIBUTE, "entity name"
+    )
+    return entity, attribute, declared
+
+
+def _reserved_attribute(
+    cls: type, meta: Any, columns: dict[str, Column], option: str, default: str, holds: str
+) -> str:
+    """The attribute ``Meta.<option>`` names (``default`` when not set), which streamodel
+    writes into every item and so no column may be stored as."""
+    name = cls.__name__
+    attribute = meta.__dict__.get(option, default)
     if not isinstance(attribute, str) or not attribute:
         raise InvalidModelError(
-            f"{name}.Meta.schema_version_attribute must be a non-empty string, got {attribute!r}"
+            f"{name}.Meta.{option} must be a non-empty string, got {attribute!r}"
         )
     for column in columns.values():
         if column.dynamo_name == attribute:
             raise InvalidModelError(
-                f"{name}.Meta.schema_version_attribute: column {column.name!r} is stored as "
-                f"{attribute!r}, the attribute that holds each item's schema version; rename "
-                "the column (Column(..., name=...)) or set Meta.schema_version_attribute"
+                f"{name}.Meta.{option}: column {column.name!r} is stored as {attribute!r}, "
+                f"the attribute that holds each item's {holds}; rename the column "
+                f"(Column(..., name=...)) or set Meta.{option}"
             )
-    return version, {k: upgrades[k] for k in expected}, attribute
+    return attribute
 
 
 def _resolve_index(

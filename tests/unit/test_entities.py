@@ -290,3 +290,14 @@ def test_a_shared_table_needs_both_images_in_its_stream() -> None:
         table_shape(A)
     with pytest.raises(InvalidModelError, match="must carry both images"):
         Collection(A, B)
+
+
+def test_the_entity_and_schema_version_attributes_must_differ() -> None:
+    base = new_base()
+    with pytest.raises(InvalidModelError, match="entity_attribute and schema_version_attribute"):
+
+        class Same(base):  # type: ignore[valid-type, misc]
+            class Meta:
+                entity_attribute = "_schema"
+
+            pk = Column(String, hash_key=True)
